@@ -1,0 +1,451 @@
+"""The async client: every HTTP call of docs/api.md, the WebSocket, and `listen()`."""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from qunliao.sdk._http import Answer, api_path, new_txn_id, send_request, with_retry
+from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError
+from qunliao.sdk.models import NO_RETRY, JSONDict, RetryPolicy, SendResult, Session, SyncPage
+from qunliao.sdk.websocket import WebSocketConnection, frame_key
+
+logger = logging.getLogger("qunliao.sdk")
+
+_UNSET: Any = object()
+
+
+class _RecentKeys:
+    """A set that remembers only the newest `size` keys (the dedupe safety net of `listen`)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._order: deque[tuple[str, int]] = deque()
+        self._keys: set[tuple[str, int]] = set()
+
+    def add(self, key: tuple[str, int]) -> bool:
+        """Remember `key`; False when it was already there."""
+        if key in self._keys:
+            return False
+        self._keys.add(key)
+        self._order.append(key)
+        if len(self._order) > self._size:
+            self._keys.discard(self._order.popleft())
+        return True
+
+
+class Client:
+    """An async qunliao client. `async with Client("http://127.0.0.1:8000") as client: …`
+
+    `retry` governs `send_text` (and any `request(..., retry=...)`): the same client_txn_id is
+    sent again on connection errors, 5xx and 429 until the policy's budget (30 s) is spent.
+    `transport` is handed to httpx (tests pass an `httpx.MockTransport`).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        access_token: str | None = None,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.access_token = access_token
+        self.user_id: str | None = None
+        self.device_id: str | None = None
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=timeout,
+            transport=transport,
+            headers={"user-agent": "qunliao-sdk"},
+        )
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- generic -----------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_timeout: float | None = None,
+    ) -> Any:
+        """Any call: `path` like `/api/v1/me`; returns the decoded JSON (None for 204).
+
+        No retry unless `retry` is given — only pass one for calls that are safe to repeat.
+        `http_timeout` overrides the client's timeout for this call.
+        """
+        answer = await self._answer(
+            method, path, json, params, retry=retry, http_timeout=http_timeout
+        )
+        return answer.data
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        http_timeout: float | None = None,
+    ) -> Answer:
+        async def once() -> Answer:
+            return await send_request(
+                self._http,
+                method,
+                path,
+                token=self.access_token,
+                json=json,
+                params=params,
+                http_timeout=http_timeout,
+            )
+
+        answer, _ = await with_retry(retry or NO_RETRY, once)
+        return answer
+
+    async def _json(self, method: str, path: str, json: Any = None, **params: Any) -> JSONDict:
+        data = await self.request(method, path, json, params or None)
+        if not isinstance(data, dict):
+            raise QunliaoError(None, "unexpected", f"{method} {path}: expected a JSON object")
+        return data
+
+    # -- accounts, sessions, devices ---------------------------------------------------------
+
+    async def register(self, username: str, password: str, display_name: str) -> str:
+        """Create an account; returns its user_id."""
+        body = {"username": username, "password": password, "display_name": display_name}
+        return str((await self._json("POST", api_path("accounts"), body))["user_id"])
+
+    async def login(
+        self, username: str, password: str, device_name: str = "qunliao-sdk"
+    ) -> Session:
+        """Log in as a new device; the client uses the new token from now on."""
+        body = {"username": username, "password": password, "device_name": device_name}
+        data = await self._json("POST", api_path("sessions"), body)
+        session = Session(
+            access_token=str(data["access_token"]),
+            user_id=str(data["user_id"]),
+            device_id=str(data["device_id"]),
+        )
+        self.access_token = session.access_token
+        self.user_id, self.device_id = session.user_id, session.device_id
+        return session
+
+    async def logout(self) -> None:
+        """End this device's session: the token stops working at once, sockets close 4401."""
+        await self.request("DELETE", api_path("sessions", "current"))
+        self.access_token = None
+
+    async def logout_others(self) -> None:
+        """Log out every other device of mine."""
+        await self.request("DELETE", api_path("sessions", "others"))
+
+    async def logout_device(self, device_id: str) -> None:
+        await self.request("DELETE", api_path("sessions", device_id))
+
+    async def devices(self) -> list[JSONDict]:
+        return list((await self._json("GET", api_path("sessions")))["devices"])
+
+    async def me(self) -> JSONDict:
+        data = await self._json("GET", api_path("me"))
+        if isinstance(data.get("user_id"), str):
+            self.user_id = data["user_id"]
+        return data
+
+    async def update_me(self, *, display_name: str) -> JSONDict:
+        return await self._json("PATCH", api_path("me"), {"display_name": display_name})
+
+    async def user(self, user_id: str) -> JSONDict:
+        return await self._json("GET", api_path("users", user_id))
+
+    async def search_users(self, q: str, limit: int | None = None) -> list[JSONDict]:
+        return list((await self._json("GET", api_path("users"), q=q, limit=limit))["users"])
+
+    # -- contacts ----------------------------------------------------------------------------
+
+    async def send_friend_request(self, user_id: str, note: str | None = None) -> JSONDict:
+        body: JSONDict = {"user_id": user_id}
+        if note is not None:
+            body["note"] = note
+        return await self._json("POST", api_path("friend-requests"), body)
+
+    async def friend_requests(self) -> JSONDict:
+        """`{"incoming": [...], "outgoing": [...]}`."""
+        return await self._json("GET", api_path("friend-requests"))
+
+    async def accept_friend_request(self, request_id: str) -> JSONDict:
+        return await self._json("POST", api_path("friend-requests", request_id, "accept"))
+
+    async def decline_friend_request(self, request_id: str) -> JSONDict:
+        return await self._json("POST", api_path("friend-requests", request_id, "decline"))
+
+    async def contacts(self) -> list[JSONDict]:
+        return list((await self._json("GET", api_path("contacts")))["contacts"])
+
+    async def set_remark(self, user_id: str, remark: str) -> JSONDict:
+        return await self._json("PATCH", api_path("contacts", user_id), {"remark": remark})
+
+    async def remove_contact(self, user_id: str) -> None:
+        await self.request("DELETE", api_path("contacts", user_id))
+
+    async def blocks(self) -> list[str]:
+        return [str(u) for u in (await self._json("GET", api_path("blocks")))["user_ids"]]
+
+    async def block(self, user_id: str) -> None:
+        await self.request("PUT", api_path("blocks", user_id))
+
+    async def unblock(self, user_id: str) -> None:
+        await self.request("DELETE", api_path("blocks", user_id))
+
+    # -- conversations -----------------------------------------------------------------------
+
+    async def create_direct(self, user_id: str) -> str:
+        """The direct conversation with `user_id` (created, or the pair's existing one)."""
+        body = {"kind": "direct", "member_ids": [user_id]}
+        return str((await self._json("POST", api_path("conversations"), body))["conversation_id"])
+
+    async def create_group(self, member_ids: list[str], title: str | None = None) -> str:
+        body: JSONDict = {"kind": "group", "member_ids": list(member_ids)}
+        if title is not None:
+            body["title"] = title
+        return str((await self._json("POST", api_path("conversations"), body))["conversation_id"])
+
+    async def conversations(self) -> list[JSONDict]:
+        return list((await self._json("GET", api_path("conversations")))["conversations"])
+
+    async def conversation(self, conversation_id: str) -> JSONDict:
+        return await self._json("GET", api_path("conversations", conversation_id))
+
+    async def update_conversation(
+        self,
+        conversation_id: str,
+        *,
+        title: str | None = None,
+        announcement: str | None = None,
+        muted_all: bool | None = None,
+    ) -> JSONDict:
+        changes = {"title": title, "announcement": announcement, "muted_all": muted_all}
+        body = {k: v for k, v in changes.items() if v is not None}
+        return await self._json("PATCH", api_path("conversations", conversation_id), body)
+
+    async def members(
+        self, conversation_id: str, *, after: str | None = None, limit: int | None = None
+    ) -> JSONDict:
+        """One page: `{"members": [...], "next_after"}`."""
+        path = api_path("conversations", conversation_id, "members")
+        return await self._json("GET", path, after=after, limit=limit)
+
+    async def add_members(self, conversation_id: str, user_ids: list[str]) -> list[str]:
+        """Returns the ids actually added."""
+        path = api_path("conversations", conversation_id, "members")
+        data = await self._json("POST", path, {"user_ids": list(user_ids)})
+        return [str(u) for u in data.get("added", [])]
+
+    async def remove_member(self, conversation_id: str, user_id: str) -> None:
+        """Remove someone (owner/admins), or leave with your own id."""
+        await self.request("DELETE", api_path("conversations", conversation_id, "members", user_id))
+
+    async def leave(self, conversation_id: str) -> None:
+        user_id = self.user_id or str((await self.me())["user_id"])
+        await self.remove_member(conversation_id, user_id)
+
+    async def update_member(
+        self,
+        conversation_id: str,
+        user_id: str,
+        *,
+        role: Literal["admin", "member"] | None = None,
+        muted_until: int | None = _UNSET,
+    ) -> JSONDict:
+        """Change a member's role (owner) or mute them until `muted_until` ms (None unmutes)."""
+        body: JSONDict = {}
+        if role is not None:
+            body["role"] = role
+        if muted_until is not _UNSET:
+            body["muted_until"] = muted_until
+        path = api_path("conversations", conversation_id, "members", user_id)
+        return await self._json("PATCH", path, body)
+
+    async def transfer(self, conversation_id: str, user_id: str) -> JSONDict:
+        path = api_path("conversations", conversation_id, "transfer")
+        return await self._json("POST", path, {"user_id": user_id})
+
+    async def typing(self, conversation_id: str, typing: bool = True) -> None:
+        path = api_path("conversations", conversation_id, "typing")
+        await self.request("POST", path, {"typing": typing})
+
+    # -- messages ----------------------------------------------------------------------------
+
+    async def send_text(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        client_txn_id: str | None = None,
+        reply_to: str | None = None,
+        mentions: list[str] | Literal["all"] | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> SendResult:
+        """Send a text message; returns after the server committed it.
+
+        Without `client_txn_id` a fresh one is made. On connection errors, 5xx and 429 the
+        *same* id is sent again (the server answers a repeat with the original message), with
+        exponential backoff, until `retry` (default: the client's policy) gives up.
+        """
+        body: JSONDict = {
+            "client_txn_id": client_txn_id or new_txn_id(),
+            "msg_type": "text",
+            "body": {"text": text},
+        }
+        if reply_to is not None:
+            body["reply_to"] = reply_to
+        if mentions is not None:
+            body["mentions"] = mentions
+        path = api_path("conversations", conversation_id, "messages")
+
+        async def once() -> Answer:
+            return await send_request(self._http, "POST", path, token=self.access_token, json=body)
+
+        answer, attempts = await with_retry(retry or self.retry, once)
+        if not isinstance(answer.data, dict):
+            raise QunliaoError(answer.status, "unexpected", f"POST {path}: expected an object")
+        return SendResult.from_json(answer.data, attempts=attempts, duplicate=answer.status == 200)
+
+    async def history(
+        self, conversation_id: str, before_seq: int | None = None, limit: int = 50
+    ) -> list[JSONDict]:
+        """Messages newest first, `seq < before_seq`."""
+        path = api_path("conversations", conversation_id, "messages")
+        return list((await self._json("GET", path, before_seq=before_seq, limit=limit))["messages"])
+
+    async def all_history(self, conversation_id: str, page: int = 200) -> list[JSONDict]:
+        """Every message of the conversation, oldest first (pages through `history`)."""
+        newest_first: list[JSONDict] = []
+        before: int | None = None
+        while True:
+            batch = await self.history(conversation_id, before_seq=before, limit=page)
+            newest_first.extend(batch)
+            if len(batch) < page:
+                return newest_first[::-1]
+            before = int(batch[-1]["seq"])
+
+    async def message(self, conversation_id: str, message_id: str) -> JSONDict:
+        path = api_path("conversations", conversation_id, "messages", message_id)
+        return await self._json("GET", path)
+
+    async def edit(self, conversation_id: str, message_id: str, text: str) -> JSONDict:
+        """Returns `{"message_id", "seq"}` (seq of the `message.edited` event)."""
+        path = api_path("conversations", conversation_id, "messages", message_id)
+        return await self._json("PATCH", path, {"body": {"text": text}})
+
+    async def recall(self, conversation_id: str, message_id: str) -> JSONDict:
+        """Returns `{"message_id", "seq"}` (seq of the `message.recalled` event)."""
+        path = api_path("conversations", conversation_id, "messages", message_id, "recall")
+        return await self._json("POST", path)
+
+    async def mark_read(self, conversation_id: str, seq: int) -> None:
+        path = api_path("conversations", conversation_id, "read")
+        await self.request("POST", path, {"seq": seq})
+
+    async def receipts(self, conversation_id: str, seq: int) -> JSONDict:
+        """`{"read_by": [...], "unread_by": [...]}` for the message at `seq`."""
+        path = api_path("conversations", conversation_id, "receipts")
+        return await self._json("GET", path, seq=seq)
+
+    # -- sync and real time ------------------------------------------------------------------
+
+    async def sync(
+        self, since: str | None = None, timeout_ms: int = 0, limit: int = 100
+    ) -> SyncPage:
+        """One page of events after `since` (from the start when None); long-polls `timeout_ms`."""
+        params = {"since": since, "timeout_ms": timeout_ms, "limit": limit}
+        data = await self.request(
+            "GET", api_path("sync"), params=params, http_timeout=self.timeout + timeout_ms / 1000
+        )
+        return SyncPage(next_token=str(data["next_token"]), events=list(data["events"]))
+
+    def websocket_url(self, since: str | None = None) -> str:
+        if self.access_token is None:
+            raise QunliaoError(None, "unauthorized", "no access token: log in first")
+        url = httpx.URL(self.base_url)
+        scheme = "wss" if url.scheme == "https" else "ws"
+        params = {"access_token": self.access_token}
+        if since is not None:
+            params["since"] = since
+        path = url.path.rstrip("/") + api_path("ws")
+        ws_url = url.copy_with(scheme=scheme, path=path, query=None)
+        return str(ws_url.copy_merge_params(params))
+
+    def websocket(self, since: str | None = None) -> WebSocketConnection:
+        """`async with client.websocket(since=token) as ws:` — one socket, no reconnect."""
+        return WebSocketConnection(self.websocket_url(since), timeout=self.timeout)
+
+    async def listen(
+        self,
+        since: str | None = None,
+        *,
+        dedupe: bool = True,
+        reconnect: RetryPolicy | None = None,
+    ) -> AsyncIterator[JSONDict]:
+        """Every event, forever: reconnects on its own and resumes where it left off.
+
+        It follows the newest token (each stored event's `token`, each `synced` frame's
+        `next_token`) and reconnects with `since=` so nothing is skipped or repeated; events
+        already handed out are also dropped by (conversation_id, seq) as a safety net unless
+        `dedupe=False`. `synced` frames are not yielded. With `since=None` it starts from now;
+        to be gap-free from a point before the first event, pass a token (e.g. the last
+        `next_token` of `sync()`). A revoked token (401, close code 4401) ends it by raising.
+        """
+        policy = reconnect or RetryPolicy()
+        token = since
+        seen = _RecentKeys(100_000)
+        failures = 0
+        while True:
+            ws = self.websocket(since=token)
+            try:
+                await ws.connect()
+                failures = 0
+                async for event in ws.events():
+                    token = ws.last_token or token
+                    if event.get("type") == "synced":
+                        continue
+                    key = frame_key(event)
+                    if dedupe and key is not None and not seen.add(key):
+                        continue
+                    yield event
+            except QunliaoConnectionError as exc:
+                logger.info("qunliao: listen reconnecting after: %s", exc)
+            except QunliaoError as exc:
+                if exc.status is not None and exc.status < 500 and exc.status != 429:
+                    raise
+                logger.info("qunliao: listen reconnecting after: %s", exc)
+            finally:
+                await ws.close()
+            failures += 1
+            await policy.sleep(policy.delay(failures))
