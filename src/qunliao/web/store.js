@@ -1,0 +1,674 @@
+// Client state: session, users, conversations, messages, members, typing, contacts.
+// Everything the views show comes from here; the store talks to the server through api.js.
+
+import { ApiError, Http, NetworkError, Socket } from "./api.js";
+import { Outbox, isTransient } from "./outbox.js";
+
+const SESSION_KEY = "qunliao.session";
+const TYPING_TTL_MS = 6000;
+const PAGE = 50;
+
+export class Store {
+  constructor() {
+    this.listeners = new Map();
+    this.session = readJson(SESSION_KEY);
+    this.http = new Http({ getToken: () => this.session && this.session.access_token, onUnauthorized: () => this.forget() });
+    this.reset();
+  }
+
+  reset() {
+    this.me = null;
+    this.users = new Map(); // user_id → {user_id, username, display_name}
+    this.pendingUsers = new Set();
+    this.contacts = new Map(); // user_id → contact
+    this.blocks = new Set();
+    this.requests = { incoming: [], outgoing: [] };
+    this.conversations = new Map(); // conversation_id → conv
+    this.messages = new Map(); // conversation_id → Map(seq → message)
+    this.history = new Map(); // conversation_id → {complete, loading}
+    this.members = new Map(); // conversation_id → Map(user_id → member)
+    this.typing = new Map(); // conversation_id → Map(user_id → expires_at)
+    this.quoted = new Map(); // message_id → message fetched for a reply quote
+    this.activeId = null;
+    this.status = "offline";
+    this.outbox = null;
+    this.socket = null;
+    if (this.flushTimer) clearInterval(this.flushTimer);
+    this.flushTimer = 0;
+  }
+
+  // --- tiny pub/sub -------------------------------------------------------------------------
+  on(topic, fn) {
+    if (!this.listeners.has(topic)) this.listeners.set(topic, new Set());
+    this.listeners.get(topic).add(fn);
+    return () => this.listeners.get(topic).delete(fn);
+  }
+
+  emit(topic, detail) {
+    for (const fn of this.listeners.get(topic) || []) {
+      try {
+        fn(detail);
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+
+  // --- session --------------------------------------------------------------------------------
+  get signedIn() {
+    return Boolean(this.session && this.session.access_token);
+  }
+
+  async register(username, password, displayName) {
+    await this.http.register(username, password, displayName || username);
+    await this.signIn(username, password);
+  }
+
+  async signIn(username, password) {
+    const session = await this.http.signIn(username, password, deviceName());
+    this.session = session;
+    localStorage.setItem(SESSION_KEY, JSON.stringify(session));
+    await this.start();
+  }
+
+  async signOut() {
+    try {
+      await this.http.signOut();
+    } catch {
+      /* the token is forgotten locally either way */
+    }
+    if (this.outbox) localStorage.removeItem(this.outbox.storageKey);
+    this.forget();
+  }
+
+  /** Drop the session (signed out, or the server no longer accepts the token). */
+  forget() {
+    if (!this.session) return;
+    if (this.socket) this.socket.stop();
+    this.session = null;
+    localStorage.removeItem(SESSION_KEY);
+    this.reset();
+    this.emit("session");
+  }
+
+  /** After sign-in or on page load with a saved session. */
+  async start() {
+    this.me = await this.http.me();
+    this.rememberUser(this.me);
+    this.outbox = new Outbox(`qunliao.outbox.${this.me.user_id}`);
+    this.socket = new Socket({
+      getToken: () => this.session && this.session.access_token,
+      getSince: () => localStorage.getItem(this.sinceKey()),
+      onFrame: (frame) => this.handleFrame(frame),
+      onStatus: (status) => {
+        this.status = status;
+        this.emit("status", status);
+      },
+      onOpen: () => this.socketOpened(),
+      onUnauthorized: () => this.forget(),
+      onHandshakeFailed: () => this.checkSession(),
+    });
+    this.emit("session");
+    this.socket.start();
+    this.flushTimer = setInterval(() => this.flush(), 3000);
+    await Promise.allSettled([this.loadConversations(), this.loadContacts()]);
+    this.flush();
+  }
+
+  sinceKey() {
+    return `qunliao.since.${this.me ? this.me.user_id : ""}`;
+  }
+
+  async checkSession() {
+    try {
+      await this.http.me();
+    } catch {
+      /* a 401 signs us out through onUnauthorized; anything else is a network problem */
+    }
+  }
+
+  socketOpened() {
+    // Resume replays what we missed when we have a token; refreshing the lists also covers the
+    // case where we have none (first connection), so nothing between two sockets is lost.
+    this.loadConversations().catch(() => {});
+    if (this.activeId) this.loadLatest(this.activeId).catch(() => {});
+    this.flush();
+  }
+
+  // --- users ----------------------------------------------------------------------------------
+  rememberUser(user) {
+    if (!user || !user.user_id) return;
+    const old = this.users.get(user.user_id) || {};
+    this.users.set(user.user_id, { ...old, ...user });
+  }
+
+  user(userId) {
+    const known = this.users.get(userId);
+    if (!known && userId && !this.pendingUsers.has(userId)) {
+      this.pendingUsers.add(userId);
+      this.http
+        .user(userId)
+        .then((u) => {
+          this.rememberUser(u);
+          this.emit("users");
+        })
+        .catch(() => {});
+    }
+    return known || null;
+  }
+
+  /** The name to show for a user: my remark for them, else their display name. */
+  nameOf(userId, conversationId) {
+    const contact = this.contacts.get(userId);
+    if (contact && contact.remark) return contact.remark;
+    const member = conversationId && this.members.get(conversationId)?.get(userId);
+    if (member && member.display_name) return member.display_name;
+    const user = this.user(userId);
+    return (user && (user.display_name || user.username)) || "…";
+  }
+
+  // --- conversations --------------------------------------------------------------------------
+  async loadConversations() {
+    const data = await this.http.conversations();
+    const seen = new Set();
+    for (const conv of data.conversations || []) {
+      seen.add(conv.conversation_id);
+      this.mergeConversation(conv);
+    }
+    for (const id of [...this.conversations.keys()]) if (!seen.has(id)) this.conversations.delete(id);
+    this.emit("conversations");
+  }
+
+  mergeConversation(conv) {
+    const old = this.conversations.get(conv.conversation_id);
+    // A summary older than what live events already told us would move the list backwards.
+    if (old && (old.last_seq || 0) > (conv.last_seq || 0)) {
+      Object.assign(old, { title: conv.title, announcement: conv.announcement, my_role: conv.my_role, member_count: conv.member_count });
+      return;
+    }
+    this.conversations.set(conv.conversation_id, { ...(old || {}), ...conv });
+    if (conv.peer_id) this.user(conv.peer_id);
+  }
+
+  async refreshConversation(id) {
+    try {
+      const conv = await this.http.conversation(id);
+      this.mergeConversation(conv);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 403 || err.status === 404)) this.conversations.delete(id);
+    }
+    this.emit("conversations");
+    this.emit("conversation", id);
+  }
+
+  sortedConversations() {
+    return [...this.conversations.values()].sort((a, b) => activityOf(b) - activityOf(a));
+  }
+
+  titleOf(conv) {
+    if (!conv) return "";
+    if (conv.kind === "group") return conv.title || null;
+    if (!conv.peer_id || (this.me && conv.peer_id === this.me.user_id)) return null;
+    return this.nameOf(conv.peer_id);
+  }
+
+  isNotesToSelf(conv) {
+    return conv && conv.kind === "direct" && (!conv.peer_id || (this.me && conv.peer_id === this.me.user_id));
+  }
+
+  async createConversation(kind, memberIds, title) {
+    const created = await this.http.createConversation(kind, memberIds, title);
+    await this.refreshConversation(created.conversation_id);
+    return created.conversation_id;
+  }
+
+  async updateConversation(id, fields) {
+    const conv = await this.http.updateConversation(id, fields);
+    this.mergeConversation(conv);
+    this.emit("conversations");
+    this.emit("conversation", id);
+  }
+
+  setActive(id) {
+    this.activeId = id;
+    this.emit("active", id);
+    if (!id) return;
+    if (!this.messages.has(id)) this.loadLatest(id).catch(() => {});
+    this.loadMembers(id).catch(() => {});
+    this.markRead(id);
+  }
+
+  // --- messages -------------------------------------------------------------------------------
+  messagesOf(id) {
+    if (!this.messages.has(id)) this.messages.set(id, new Map());
+    return this.messages.get(id);
+  }
+
+  sortedMessages(id) {
+    return [...this.messagesOf(id).values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  historyOf(id) {
+    if (!this.history.has(id)) this.history.set(id, { complete: false, loading: false });
+    return this.history.get(id);
+  }
+
+  async loadLatest(id) {
+    const data = await this.http.messages(id, null, PAGE);
+    const page = data.messages || [];
+    const cache = this.messagesOf(id);
+    const newestLocal = Math.max(0, ...cache.keys());
+    const oldestFetched = page.length ? page[page.length - 1].seq : 0;
+    // A full page that does not reach what we hold means we missed messages in between.
+    if (page.length === PAGE && newestLocal && oldestFetched > newestLocal) {
+      cache.clear();
+      this.historyOf(id).complete = false;
+    }
+    for (const msg of page) this.putMessage(msg);
+    if (page.length < PAGE) this.historyOf(id).complete = true;
+    this.emit("messages", id);
+    if (id === this.activeId) this.markRead(id);
+  }
+
+  async loadOlder(id) {
+    const hist = this.historyOf(id);
+    if (hist.loading || hist.complete) return;
+    const cache = this.messagesOf(id);
+    if (!cache.size) return;
+    hist.loading = true;
+    this.emit("history", id);
+    try {
+      const oldest = Math.min(...cache.keys());
+      const data = await this.http.messages(id, oldest, PAGE);
+      const page = data.messages || [];
+      for (const msg of page) this.putMessage(msg);
+      if (page.length < PAGE) hist.complete = true;
+    } finally {
+      hist.loading = false;
+    }
+    this.emit("messages", id);
+    this.emit("history", id);
+  }
+
+  putMessage(msg) {
+    const cache = this.messagesOf(msg.conversation_id);
+    const old = cache.get(msg.seq);
+    // A recall or edit we already applied must not be undone by an older copy.
+    if (old && old.recalled_at && !msg.recalled_at) return;
+    cache.set(msg.seq, { ...(old || {}), ...msg });
+    if (msg.sender_id) this.bumpReadSeq(msg.conversation_id, msg.sender_id, msg.seq);
+  }
+
+  findMessage(conversationId, messageId) {
+    for (const msg of this.messagesOf(conversationId).values()) if (msg.message_id === messageId) return msg;
+    return this.quoted.get(messageId) || null;
+  }
+
+  /** The message a reply quotes; fetched once if it is not loaded. */
+  quotedMessage(conversationId, messageId) {
+    const found = this.findMessage(conversationId, messageId);
+    if (found) return found;
+    if (!this.quoted.has(messageId)) {
+      this.quoted.set(messageId, null);
+      this.http
+        .message(conversationId, messageId)
+        .then((msg) => {
+          this.quoted.set(messageId, msg);
+          this.emit("messages", conversationId);
+        })
+        .catch(() => {});
+    }
+    return null;
+  }
+
+  send(conversationId, text, { replyTo, mentions } = {}) {
+    if (!this.outbox) return;
+    this.outbox.add({ conversation_id: conversationId, text, reply_to: replyTo, mentions });
+    this.emit("messages", conversationId);
+    this.flush();
+  }
+
+  retrySend(txnId) {
+    const entry = this.outbox.find(txnId);
+    if (!entry) return;
+    this.outbox.retry(txnId);
+    this.emit("messages", entry.conversation_id);
+    this.flush();
+  }
+
+  discardSend(txnId) {
+    const entry = this.outbox.find(txnId);
+    if (!entry) return;
+    this.outbox.remove(txnId);
+    this.emit("messages", entry.conversation_id);
+  }
+
+  /** Send whatever is due: over the socket when it is up, else over HTTP (one at a time, in order). */
+  async flush() {
+    if (!this.outbox) return;
+    const due = this.outbox.due();
+    if (!due.length) return;
+    if (this.socket && this.socket.isOpen) {
+      for (const entry of due) {
+        if (!this.socket.send(Outbox.frameFor(entry))) break;
+        entry.inflightAt = Date.now();
+      }
+      return;
+    }
+    if (navigator.onLine === false || this.outbox.httpBusy) return;
+    this.outbox.httpBusy = true;
+    try {
+      for (const entry of due) {
+        entry.inflightAt = Date.now();
+        try {
+          const ack = await this.http.sendMessage(entry.conversation_id, entry);
+          this.acknowledge(entry, ack);
+        } catch (err) {
+          if (err instanceof NetworkError) {
+            entry.inflightAt = 0;
+            break;
+          }
+          this.outbox.fail(entry.client_txn_id, err.code);
+          this.emit("messages", entry.conversation_id);
+          if (isTransient(err.code)) break;
+        }
+      }
+    } finally {
+      this.outbox.httpBusy = false;
+    }
+  }
+
+  acknowledge(entry, ack) {
+    if (!this.outbox.remove(entry.client_txn_id)) return;
+    const message = {
+      message_id: ack.message_id,
+      conversation_id: entry.conversation_id,
+      seq: ack.seq,
+      sender_id: this.me.user_id,
+      msg_type: "text",
+      body: entry.body,
+      sent_at: ack.sent_at,
+      reply_to: entry.reply_to,
+      mentions: entry.mentions,
+    };
+    if (!this.messagesOf(entry.conversation_id).has(ack.seq)) this.putMessage(message);
+    this.touchConversation(message, { own: true });
+    this.emit("messages", entry.conversation_id);
+  }
+
+  async recall(conversationId, messageId) {
+    const result = await this.http.recall(conversationId, messageId);
+    this.applyRecall({ conversation_id: conversationId, message_id: messageId, recalled_at: Date.now(), by: this.me.user_id, seq: result.seq });
+  }
+
+  applyRecall(ev) {
+    const msg = this.findMessage(ev.conversation_id, ev.message_id);
+    const conv = this.conversations.get(ev.conversation_id);
+    if (msg && !msg.recalled_at) {
+      msg.body = null;
+      msg.recalled_at = ev.recalled_at || Date.now();
+      msg.recalled_by = ev.by;
+      if (conv && msg.sender_id !== this.me.user_id && msg.seq > (conv.read_seq || 0) && conv.unread_count > 0) conv.unread_count -= 1;
+    }
+    if (conv && conv.last_message && conv.last_message.message_id === ev.message_id) {
+      conv.last_message = { ...conv.last_message, body: null, recalled_at: ev.recalled_at || Date.now() };
+    }
+    if (conv && ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
+    this.emit("messages", ev.conversation_id);
+    this.emit("conversations");
+  }
+
+  // --- read positions and receipts -------------------------------------------------------------
+  markRead(id) {
+    const conv = this.conversations.get(id);
+    if (!conv || document.visibilityState === "hidden") return;
+    const newest = Math.max(conv.last_seq || 0, ...this.messagesOf(id).keys());
+    if (!newest || (conv.read_seq || 0) >= newest) {
+      if (conv.unread_count) {
+        conv.unread_count = 0;
+        this.emit("conversations");
+      }
+      return;
+    }
+    conv.read_seq = newest;
+    conv.unread_count = 0;
+    this.emit("conversations");
+    if (!(this.socket && this.socket.send({ type: "read", conversation_id: id, seq: newest }))) {
+      this.http.markRead(id, newest).catch(() => {});
+    }
+  }
+
+  async loadMembers(id) {
+    const all = new Map();
+    let after = null;
+    for (let page = 0; page < 20; page += 1) {
+      const data = await this.http.members(id, after);
+      for (const member of data.members || []) {
+        all.set(member.user_id, member);
+        this.rememberUser({ user_id: member.user_id, display_name: member.display_name, ...(this.users.get(member.user_id) || {}) });
+      }
+      after = data.next_after;
+      if (!after || !(data.members || []).length) break;
+    }
+    // Keep read positions we learned live while the page was loading.
+    const old = this.members.get(id);
+    if (old) for (const [uid, m] of all) m.read_seq = Math.max(m.read_seq || 0, old.get(uid)?.read_seq || 0);
+    this.members.set(id, all);
+    this.emit("members", id);
+    this.emit("messages", id);
+  }
+
+  bumpReadSeq(conversationId, userId, seq) {
+    const member = this.members.get(conversationId)?.get(userId);
+    if (member && (member.read_seq || 0) < seq) member.read_seq = seq;
+  }
+
+  /** How many other members have not read my message at `seq` (null when members are unknown). */
+  unreadCount(conversationId, seq) {
+    const members = this.members.get(conversationId);
+    if (!members || !members.size) return null;
+    let unread = 0;
+    for (const m of members.values()) {
+      if (m.user_id === this.me.user_id) continue;
+      if ((m.read_seq || 0) < seq) unread += 1;
+    }
+    return unread;
+  }
+
+  receipts(conversationId, seq) {
+    return this.http.receipts(conversationId, seq);
+  }
+
+  // --- typing ---------------------------------------------------------------------------------
+  sendTyping(conversationId, typing) {
+    if (!(this.socket && this.socket.send({ type: "typing", conversation_id: conversationId, typing }))) {
+      this.http.typing(conversationId, typing).catch(() => {});
+    }
+  }
+
+  typingIn(conversationId) {
+    const map = this.typing.get(conversationId);
+    if (!map) return [];
+    const now = Date.now();
+    return [...map.entries()].filter(([, exp]) => exp > now).map(([uid]) => uid);
+  }
+
+  setTyping(ev) {
+    if (!ev.user_id || (this.me && ev.user_id === this.me.user_id)) return;
+    if (!this.typing.has(ev.conversation_id)) this.typing.set(ev.conversation_id, new Map());
+    const map = this.typing.get(ev.conversation_id);
+    if (ev.typing === false) map.delete(ev.user_id);
+    else map.set(ev.user_id, Date.now() + TYPING_TTL_MS);
+    this.emit("typing", ev.conversation_id);
+    setTimeout(() => this.emit("typing", ev.conversation_id), TYPING_TTL_MS + 50);
+  }
+
+  // --- frames from the socket -------------------------------------------------------------------
+  handleFrame(frame) {
+    if (frame.token && this.me) localStorage.setItem(this.sinceKey(), frame.token);
+    switch (frame.type) {
+      case "ack": {
+        const entry = this.outbox && this.outbox.find(frame.client_txn_id);
+        if (entry) this.acknowledge(entry, frame);
+        return;
+      }
+      case "error": {
+        if (frame.client_txn_id && this.outbox && this.outbox.find(frame.client_txn_id)) {
+          const entry = this.outbox.find(frame.client_txn_id);
+          this.outbox.fail(frame.client_txn_id, frame.error && frame.error.code);
+          this.emit("messages", entry.conversation_id);
+        }
+        return;
+      }
+      case "synced":
+        if (frame.next_token && this.me) localStorage.setItem(this.sinceKey(), frame.next_token);
+        return;
+      case "pong":
+        return;
+      case "read":
+        this.applyRead(frame);
+        return;
+      case "typing":
+        this.setTyping(frame);
+        return;
+      default:
+        this.applyEvent(frame);
+    }
+  }
+
+  applyRead(ev) {
+    this.bumpReadSeq(ev.conversation_id, ev.user_id, ev.read_seq);
+    if (this.me && ev.user_id === this.me.user_id) {
+      const conv = this.conversations.get(ev.conversation_id);
+      if (conv && (conv.read_seq || 0) < ev.read_seq) this.refreshConversation(ev.conversation_id);
+    }
+    this.emit("messages", ev.conversation_id);
+  }
+
+  applyEvent(ev) {
+    const id = ev.conversation_id;
+    if (!id) return;
+    if (id.startsWith("i_") || ev.type.startsWith("friend_request")) {
+      this.loadContacts().catch(() => {});
+      return;
+    }
+    const conv = this.conversations.get(id);
+    switch (ev.type) {
+      case "message": {
+        const { type, token, ...message } = ev;
+        const fresh = !this.messagesOf(id).has(message.seq);
+        this.putMessage(message);
+        if (!conv) {
+          this.refreshConversation(id);
+        } else if (fresh) {
+          this.touchConversation(message, { own: this.me && message.sender_id === this.me.user_id });
+        }
+        if (message.sender_id) this.typing.get(id)?.delete(message.sender_id);
+        this.emit("messages", id);
+        this.emit("typing", id);
+        if (id === this.activeId) this.markRead(id);
+        return;
+      }
+      case "message.recalled":
+        this.applyRecall(ev);
+        return;
+      case "message.edited": {
+        const msg = this.findMessage(id, ev.message_id);
+        if (msg && !msg.recalled_at) {
+          msg.body = ev.body;
+          msg.edited_at = ev.edited_at;
+        }
+        this.emit("messages", id);
+        return;
+      }
+      case "members.removed":
+        if (this.me && (ev.user_ids || []).includes(this.me.user_id)) {
+          this.conversations.delete(id);
+          this.members.delete(id);
+          if (this.activeId === id) this.setActive(null);
+          this.emit("conversations");
+          return;
+        }
+        this.loadMembers(id).catch(() => {});
+        this.refreshConversation(id);
+        return;
+      case "members.added":
+      case "member.updated":
+        this.loadMembers(id).catch(() => {});
+        this.refreshConversation(id);
+        return;
+      case "conversation.updated":
+        if (conv) {
+          for (const field of ["title", "announcement", "muted_all"]) if (field in ev) conv[field] = ev[field];
+          if (ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
+          this.emit("conversations");
+          this.emit("conversation", id);
+        } else {
+          this.refreshConversation(id);
+        }
+        return;
+      default:
+        if (!conv) this.refreshConversation(id);
+        else if (ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
+    }
+  }
+
+  /** A new message moves its conversation to the top and counts as unread unless I am looking at it. */
+  touchConversation(message, { own }) {
+    const conv = this.conversations.get(message.conversation_id);
+    if (!conv) return;
+    if ((conv.last_seq || 0) >= message.seq && conv.last_message && conv.last_message.seq >= message.seq) return;
+    conv.last_seq = Math.max(conv.last_seq || 0, message.seq);
+    if (!conv.last_message || (conv.last_message.seq || 0) <= message.seq) conv.last_message = message;
+    conv.last_activity_at = Math.max(conv.last_activity_at || 0, message.sent_at || Date.now());
+    if (own) {
+      conv.read_seq = Math.max(conv.read_seq || 0, message.seq);
+    } else if (message.seq > (conv.read_seq || 0) && !(this.activeId === conv.conversation_id && document.visibilityState !== "hidden")) {
+      conv.unread_count = (conv.unread_count || 0) + 1;
+    }
+    this.emit("conversations");
+  }
+
+  // --- contacts ---------------------------------------------------------------------------------
+  async loadContacts() {
+    const [contacts, requests, blocks] = await Promise.all([
+      this.http.contacts(),
+      this.http.friendRequests(),
+      this.http.blocks().catch(() => ({ user_ids: [] })),
+    ]);
+    this.contacts = new Map((contacts.contacts || []).map((c) => [c.user_id, c]));
+    for (const c of this.contacts.values()) this.rememberUser({ user_id: c.user_id, username: c.username, display_name: c.display_name });
+    this.requests = { incoming: requests.incoming || [], outgoing: requests.outgoing || [] };
+    this.blocks = new Set(blocks.user_ids || []);
+    this.emit("contacts");
+    this.emit("conversations");
+  }
+
+  pendingIncoming() {
+    return this.requests.incoming.filter((r) => r.status === "pending");
+  }
+
+  async act(promise) {
+    const result = await promise;
+    await this.loadContacts();
+    return result;
+  }
+}
+
+function activityOf(conv) {
+  return conv.last_activity_at || (conv.last_message && conv.last_message.sent_at) || 0;
+}
+
+function readJson(key) {
+  try {
+    return JSON.parse(localStorage.getItem(key) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function deviceName() {
+  const ua = navigator.userAgent;
+  const browser = /Edg\//.test(ua) ? "Edge" : /Chrome\//.test(ua) ? "Chrome" : /Firefox\//.test(ua) ? "Firefox" : /Safari\//.test(ua) ? "Safari" : "Browser";
+  return `Web (${browser})`;
+}

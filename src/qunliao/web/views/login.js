@@ -1,0 +1,77 @@
+// Sign-in / register screen. The aria-labels "Username", "Password", "Sign in" and "Register"
+// are a contract with external tests and stay English whatever the UI language.
+import { ApiError } from "../api.js";
+import { h } from "../dom.js";
+import { t } from "../i18n.js";
+import { languagePicker } from "./settings.js";
+
+export function renderLogin(store) {
+  const username = h("input", {
+    id: "login-username", name: "username", autocomplete: "username", "aria-label": "Username",
+    autocapitalize: "none", spellcheck: "false", required: true, placeholder: t("username"),
+  });
+  const password = h("input", {
+    id: "login-password", name: "password", type: "password", autocomplete: "current-password",
+    "aria-label": "Password", required: true, placeholder: t("password"),
+  });
+  const displayName = h("input", {
+    id: "login-display-name", name: "display_name", autocomplete: "nickname", "aria-label": t("display_name"),
+    placeholder: t("display_name_hint"), maxlength: "64",
+  });
+  const error = h("p", { class: "form-error", role: "alert", "aria-live": "assertive" });
+  const signInButton = h("button", { type: "submit", class: "primary", "aria-label": "Sign in" }, t("sign_in"));
+  const registerButton = h("button", { type: "button", class: "secondary", "aria-label": "Register" }, t("register"));
+
+  async function run(action) {
+    error.textContent = "";
+    const name = username.value.trim().toLowerCase();
+    if (!name || !password.value) {
+      error.textContent = `${t("username_rules")} ${t("password_rules")}`;
+      return;
+    }
+    signInButton.disabled = registerButton.disabled = true;
+    try {
+      if (action === "register") await store.register(name, password.value, displayName.value.trim() || name);
+      else await store.signIn(name, password.value);
+    } catch (err) {
+      error.textContent = describe(err, action);
+      signInButton.disabled = registerButton.disabled = false;
+    }
+  }
+
+  const form = h(
+    "form",
+    { class: "login-form", novalidate: true, onsubmit: (e) => { e.preventDefault(); run("signin"); } },
+    h("label", { class: "field" }, h("span", {}, t("username")), username),
+    h("label", { class: "field" }, h("span", {}, t("password")), password),
+    h("label", { class: "field optional" }, h("span", {}, t("display_name_hint")), displayName),
+    error,
+    h("div", { class: "login-actions" }, signInButton, registerButton),
+    h("p", { class: "hint" }, t("username_rules"), h("br"), t("password_rules")),
+  );
+  registerButton.addEventListener("click", () => run("register"));
+
+  setTimeout(() => username.focus(), 0);
+  return h(
+    "main",
+    { class: "login" },
+    h(
+      "section",
+      { class: "login-card", "aria-labelledby": "login-title" },
+      h("div", { class: "login-brand" }, h("span", { class: "logo", "aria-hidden": "true" }, "群"),
+        h("div", {}, h("h1", { id: "login-title" }, "qunliao 群聊"), h("p", { class: "tagline" }, t("tagline")))),
+      form,
+      h("div", { class: "login-footer" }, languagePicker()),
+    ),
+  );
+}
+
+function describe(err, action) {
+  if (err instanceof ApiError) {
+    if (err.status === 401) return t("bad_credentials");
+    if (err.status === 409) return t("username_taken");
+    if (err.status === 400) return action === "register" ? `${t("username_rules")} ${t("password_rules")}` : t("bad_credentials");
+    return t("error_generic", { message: err.message });
+  }
+  return t("error_generic", { message: String(err.message || err) });
+}

@@ -1,0 +1,52 @@
+// Language picker and the "me" dialog: display name, language, sign out.
+import { avatar, h, openDialog, toast } from "../dom.js";
+import { LANGUAGES, lang, setLang, t } from "../i18n.js";
+
+export function languagePicker() {
+  const select = h(
+    "select",
+    { class: "lang-picker", "aria-label": t("language"), onchange: (e) => setLang(e.target.value) },
+    LANGUAGES.map(([code, name]) => h("option", { value: code, selected: code === lang() }, name)),
+  );
+  return h("label", { class: "lang" }, h("span", { class: "lang-icon", "aria-hidden": "true" }, "文/A"), select);
+}
+
+export function openSettings(store) {
+  const me = store.me;
+  const name = h("input", { value: me.display_name || "", maxlength: "64", "aria-label": t("display_name") });
+  const dialog = h(
+    "dialog",
+    { class: "sheet", "aria-label": t("settings") },
+    h("form", {
+      method: "dialog",
+      class: "sheet-body",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        const value = name.value.trim();
+        if (value && value !== me.display_name) {
+          try {
+            const profile = await store.http.updateMe(value);
+            Object.assign(store.me, profile);
+            store.rememberUser(profile);
+            store.emit("users");
+          } catch (err) {
+            toast(t("error_generic", { message: err.message }));
+            return;
+          }
+        }
+        dialog.close();
+      },
+    },
+      h("header", { class: "sheet-head" }, h("h2", {}, t("settings")),
+        h("button", { type: "button", class: "icon", "aria-label": t("close"), onclick: () => dialog.close() }, "✕")),
+      h("div", { class: "profile" }, avatar(me.display_name, me.user_id, "big"),
+        h("div", {}, h("strong", {}, me.display_name), h("div", { class: "muted" }, `@${me.username}`))),
+      h("label", { class: "field" }, h("span", {}, t("display_name")), name),
+      h("div", { class: "field" }, h("span", {}, t("language")), languagePicker()),
+      h("div", { class: "sheet-actions" },
+        h("button", { type: "submit", class: "primary" }, t("save")),
+        h("button", { type: "button", class: "danger", onclick: () => { dialog.close(); store.signOut(); } }, t("sign_out"))),
+    ),
+  );
+  openDialog(dialog);
+}
