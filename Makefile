@@ -1,0 +1,48 @@
+# qunliao — the two commands: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint pytest browser-deps bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## run: set up and start the server on http://$(HOST):$(PORT) (embedded SQLite under ./qunliao-data/)
+run: $(VENV)/.installed
+	$(BIN)/qunliao serve --host $(HOST) --port $(PORT)
+
+## browser-deps: Debian chromium and a CJK font for the browser tests (installed when missing)
+browser-deps:
+	@if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi 'Noto Sans CJK'; then \
+		echo "installing chromium and fonts-noto-cjk"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium fonts-noto-cjk \
+		|| { echo "could not install chromium"; [ "$$CI" != true ] || exit 1; }; \
+	fi
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+	$(BIN)/lint-imports
+
+## test: set up and run the whole suite (lint, types, layers, unit, storage, api, e2e, browser)
+test: $(VENV)/.installed browser-deps lint pytest
+
+pytest: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests ran: failing"; exit 1; fi; exit $$rc
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m bench.send_throughput
+
+clean:
+	rm -rf $(VENV) qunliao-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,3 @@
+from qunliao.cli import main
+
+main()

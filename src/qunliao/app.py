@@ -1,0 +1,255 @@
+"""Builds the app: settings → storage → bus → services → HTTP routes. The one place that wires."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from qunliao import __version__
+from qunliao.core.clock import Clock, SystemClock
+from qunliao.core.errors import ApiError
+from qunliao.core.ids import IdGenerator
+from qunliao.core.principal import Principal
+from qunliao.core.ratelimit import RateLimiter
+from qunliao.features.accounts import api as accounts_api
+from qunliao.features.accounts.service import AccountService
+from qunliao.features.contacts import api as contacts_api
+from qunliao.features.contacts.service import ContactService
+from qunliao.features.conversations import api as conversations_api
+from qunliao.features.conversations.service import ConversationService
+from qunliao.features.messages import api as messages_api
+from qunliao.features.messages.service import MessageService
+from qunliao.features.sync import api as sync_api
+from qunliao.features.sync.service import SyncService
+from qunliao.realtime.bus import make_bus
+from qunliao.realtime.gateway import Gateway, GatewayHandlers
+from qunliao.realtime.hub import Hub, Visibility
+from qunliao.settings import Settings
+from qunliao.storage import spine
+from qunliao.storage.db import Database
+from qunliao.storage.group_commit import MessageWriter
+from qunliao.storage.migrate import migrate
+from qunliao.webclient import mount_web_client
+
+log = logging.getLogger("qunliao")
+
+STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "bad_request",
+    409: "conflict",
+    413: "too_large",
+    415: "bad_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class ORJSONResponse(JSONResponse):
+    """JSON responses through orjson (UTF-8, no ASCII escaping of 中文)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class SpineSource:
+    """What the hub reads: the global event stream and stream membership."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def events_after(self, pos: int, limit: int) -> list[spine.StoredEvent]:
+        async with self._db.read() as conn:
+            return await spine.events_after(conn, pos, limit)
+
+    async def visibility(self, stream_id: str) -> Visibility:
+        async with self._db.read() as conn:
+            return await spine.stream_visibility(conn, stream_id)
+
+    async def max_position(self) -> int:
+        async with self._db.read() as conn:
+            return await spine.max_position(conn)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    hub: Hub
+    writer: MessageWriter
+    gateway: Gateway
+    accounts: AccountService
+    contacts: ContactService
+    conversations: ConversationService
+    messages: MessageService
+    sync: SyncService
+
+
+def error_response(error: ApiError) -> Response:
+    headers = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
+    return ORJSONResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(problems) or "invalid request"
+
+
+def build_services(
+    settings: Settings, *, clock: Clock | None = None, ids: IdGenerator | None = None
+) -> Services:
+    clock = clock or SystemClock()
+    ids = ids or IdGenerator()
+    db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    hub = Hub(
+        SpineSource(db),
+        make_bus(settings.bus_url),
+        poll_interval_s=settings.poll_interval_ms / 1000,
+    )
+
+    def on_committed(events: Sequence[spine.StoredEvent]) -> None:
+        hub.committed(events)
+
+    writer = MessageWriter(db, clock, on_committed)
+    limiter = RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst)
+    accounts = AccountService(db, clock, ids, hub.revoke_devices)
+    contacts = ContactService(db, clock, ids, accounts, on_committed)
+    conversations = ConversationService(
+        db,
+        clock,
+        ids,
+        accounts,
+        contacts,
+        on_committed,
+        max_group_members=settings.max_group_members,
+    )
+    messages = MessageService(
+        db,
+        clock,
+        ids,
+        writer,
+        conversations,
+        contacts,
+        limiter,
+        on_committed,
+        hub.broadcast_state,
+        recall_window_s=settings.recall_window_s,
+        edit_window_s=settings.edit_window_s,
+    )
+    sync = SyncService(db, hub)
+    gateway = Gateway(
+        hub,
+        GatewayHandlers(
+            authenticate=accounts.authenticate,
+            send=messages.do_send_frame,
+            read=messages.do_read_frame,
+            typing=messages.do_typing_frame,
+            events_for_user=sync.events_for_user,
+            max_position=sync.max_position,
+        ),
+        queue_limit=settings.ws_queue_limit,
+    )
+    return Services(
+        settings, db, hub, writer, gateway, accounts, contacts, conversations, messages, sync
+    )
+
+
+def create_app(
+    settings: Settings, *, services: Services | None = None, auto_migrate: bool = True
+) -> FastAPI:
+    svc = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if auto_migrate:
+            await migrate(settings.database_url)
+        await svc.db.start()
+        await svc.hub.start()
+        svc.writer.start()
+        log.info(
+            "qunliao %s serving on %s (bus %s)",
+            __version__,
+            svc.db.dialect,
+            settings.bus_url.split("://")[0],
+        )
+        try:
+            yield
+        finally:
+            svc.gateway.close_all()
+            await svc.writer.stop()
+            await svc.hub.stop()
+            await svc.db.close()
+
+    app = FastAPI(
+        title="qunliao",
+        version=__version__,
+        description="群聊 — self-hostable messaging. Errors: "
+        '`{"error": {"code", "message"}}`. WebSocket: see docs/api.md.',
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.services = svc
+
+    @app.exception_handler(ApiError)
+    async def on_api_error(_request: Request, exc: ApiError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
+        return error_response(ApiError("bad_request", _validation_message(exc)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = STATUS_CODES.get(exc.status_code, "bad_request")
+        message = exc.detail if isinstance(exc.detail, str) else code
+        error = ApiError(code, message)
+        return ORJSONResponse(error.to_json(), status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def on_crash(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(
+            {"error": {"code": "internal", "message": "internal error"}}, status_code=500
+        )
+
+    async def auth(request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        return await svc.accounts.access_token(token)
+
+    @app.get("/healthz", tags=["health"], summary="Readiness: the database answers")
+    async def healthz() -> Any:
+        ok = await svc.db.ping()
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "database": svc.db.dialect if ok else "down",
+            "bus": {"kind": settings.bus_url.split("://")[0], "healthy": svc.hub.bus_healthy},
+            "connections": svc.gateway.connections,
+            "position": svc.hub.pos,
+        }
+        return ORJSONResponse(body, status_code=200 if ok else 503)
+
+    app.include_router(accounts_api.router(svc.accounts, auth))
+    app.include_router(contacts_api.router(svc.contacts, auth))
+    app.include_router(conversations_api.router(svc.conversations, auth))
+    app.include_router(messages_api.router(svc.messages, auth))
+    app.include_router(sync_api.router(svc.sync, auth))
+    app.add_api_websocket_route("/api/v1/ws", svc.gateway.endpoint)
+    mount_web_client(app)
+    return app

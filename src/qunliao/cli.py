@@ -1,0 +1,150 @@
+"""`qunliao serve | migrate | admin …` — every flag also reads QUNLIAO_* and qunliao.toml."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from qunliao.settings import ENV_PREFIX, Settings, load_settings
+
+cli = typer.Typer(help="qunliao (群聊): a self-hostable messaging server.", no_args_is_help=True)
+admin = typer.Typer(help="Administrative tasks.", no_args_is_help=True)
+cli.add_typer(admin, name="admin")
+console = Console(stderr=True)
+
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="sqlite:///path.db (default ./qunliao-data/qunliao.db) or postgresql://…",
+    ),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="path to qunliao.toml")]
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    try:
+        return load_settings(overrides, config_path=config)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def app_factory() -> Any:
+    """Used by uvicorn (also in each worker process): settings come from the environment."""
+    from qunliao.app import create_app
+
+    return create_app(load_settings(), auto_migrate=False)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    database_url: DatabaseOpt = None,
+    bus_url: Annotated[
+        str | None, typer.Option("--bus-url", help="memory:// (one process), redis://… or nats://…")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="processes sharing the port")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run the server (migrates the database first)."""
+    import uvicorn
+
+    settings = _settings(
+        config,
+        host=host,
+        port=port,
+        database_url=database_url,
+        bus_url=bus_url,
+        workers=workers,
+        log_level=log_level,
+    )
+    if settings.workers > 1 and settings.database_url.startswith("sqlite"):
+        console.print("[red]error:[/red] --workers > 1 needs PostgreSQL (SQLite has one writer)")
+        raise typer.Exit(2)
+    if settings.workers > 1 and settings.bus_url.startswith("memory"):
+        console.print("[red]error:[/red] --workers > 1 needs a shared bus (redis:// or nats://)")
+        raise typer.Exit(2)
+    _run_migrations(settings)
+    # Workers re-read settings from the environment, so pass every resolved value down.
+    for name, value in settings.model_dump().items():
+        os.environ[ENV_PREFIX + name.upper()] = str(value)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    console.print(f"qunliao serving on http://{settings.host}:{settings.port}")
+    uvicorn.run(
+        "qunliao.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="debug" if settings.log_level == "debug" else "warning",  # no tokens in logs
+        ws_max_size=1 << 20,
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        access_log=False,
+        proxy_headers=False,
+    )
+
+
+def _run_migrations(settings: Settings) -> None:
+    from qunliao.storage.migrate import migrate_sync
+
+    try:
+        migrate_sync(settings.database_url)
+    except Exception as exc:
+        console.print(f"[red]error:[/red] could not migrate {settings.database_url}: {exc}")
+        raise typer.Exit(1) from exc
+
+
+@cli.command()
+def migrate(database_url: DatabaseOpt = None, config: ConfigOpt = None) -> None:
+    """Bring the database schema up to date."""
+    settings = _settings(config, database_url=database_url)
+    _run_migrations(settings)
+    console.print("[green]database is up to date[/green]")
+
+
+@admin.command("create-user")
+def create_user(
+    username: Annotated[str, typer.Argument(help="3–32 of a-z 0-9 _ . -")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    display_name: Annotated[
+        str | None, typer.Option(help="shown to others (default: username)")
+    ] = None,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an account."""
+    from qunliao.app import build_services
+    from qunliao.core.errors import ApiError
+
+    settings = _settings(config, database_url=database_url)
+    _run_migrations(settings)
+
+    async def run() -> str:
+        services = build_services(settings)
+        await services.db.start()
+        try:
+            return await services.accounts.do_register(username, password, display_name or username)
+        finally:
+            await services.db.close()
+
+    try:
+        user_id = asyncio.run(run())
+    except ApiError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    typer.echo(user_id)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,1 @@
+"""Pure building blocks: errors, ids, clock, tokens, limits. No I/O."""

@@ -1,0 +1,31 @@
+"""Opaque, prefixed, unguessable identifiers (`u_…`, `c_…`, `m_…`)."""
+
+from __future__ import annotations
+
+import secrets
+
+
+class IdGenerator:
+    """Random ids; an object (not module functions) so tests can inject a deterministic one."""
+
+    def new(self, prefix: str) -> str:
+        return f"{prefix}_{secrets.token_hex(8)}"
+
+    def token(self) -> str:
+        return secrets.token_urlsafe(32)
+
+
+class SequentialIds(IdGenerator):
+    """Deterministic ids for tests."""
+
+    def __init__(self) -> None:
+        self._next = 0
+
+    def new(self, prefix: str) -> str:
+        self._next += 1
+        return f"{prefix}_{self._next:016x}"
+
+
+def inbox_stream_id(user_id: str) -> str:
+    """Every user has one private stream (`i_…`) for events addressed to them alone."""
+    return "i_" + user_id.removeprefix("u_")

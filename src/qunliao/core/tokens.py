@@ -1,0 +1,32 @@
+"""Sync tokens: an opaque wrapper around a position in the global, commit-ordered event stream."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from qunliao.core.errors import bad_request
+
+_PREFIX = "s1."
+
+
+def encode_sync_token(position: int) -> str:
+    raw = f"{_PREFIX}{position}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_sync_token(token: str | None) -> int:
+    """The position a token stands for; no token means "from the start" (0)."""
+    if token is None or token == "":
+        return 0
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        raw = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise bad_request("invalid sync token") from exc
+    if not raw.startswith(_PREFIX) or not raw[len(_PREFIX) :].isdigit():
+        raise bad_request("invalid sync token")
+    position = int(raw[len(_PREFIX) :])
+    if position > 2**62:
+        raise bad_request("invalid sync token")
+    return position

@@ -1,0 +1,74 @@
+"""HTTP handlers for accounts, sessions (devices) and profiles."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import Field
+
+from qunliao.core.http import AuthDependency, Body
+from qunliao.core.principal import Principal
+from qunliao.features.accounts.service import AccountService
+
+
+class NewAccount(Body):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+    display_name: str = Field(max_length=256)
+
+
+class NewSession(Body):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+    device_name: str = Field("device", max_length=256)
+
+
+class ProfileUpdate(Body):
+    display_name: str = Field(max_length=256)
+
+
+def router(accounts: AccountService, auth: AuthDependency) -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["accounts"])
+    Caller = Annotated[Principal, Depends(auth)]
+
+    @api.post("/accounts", status_code=201, summary="Create an account")
+    async def create_account(body: NewAccount) -> dict[str, str]:
+        user_id = await accounts.do_register(body.username, body.password, body.display_name)
+        return {"user_id": user_id}
+
+    @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token")
+    async def create_session(body: NewSession) -> dict[str, str]:
+        return await accounts.do_login(body.username, body.password, body.device_name)
+
+    @api.get("/sessions", summary="My logged-in devices")
+    async def list_sessions(caller: Caller) -> dict[str, Any]:
+        return {"devices": await accounts.list_devices(caller)}
+
+    @api.delete("/sessions/current", status_code=204, summary="Log out this device")
+    async def delete_current(caller: Caller) -> Response:
+        await accounts.do_logout(caller)
+        return Response(status_code=204)
+
+    @api.delete("/sessions/others", status_code=204, summary="Log out all my other devices")
+    async def delete_others(caller: Caller) -> Response:
+        await accounts.do_logout_others(caller)
+        return Response(status_code=204)
+
+    @api.delete("/sessions/{device_id}", status_code=204, summary="Log out one of my devices")
+    async def delete_device(device_id: str, caller: Caller) -> Response:
+        await accounts.do_logout(caller, device_id=device_id)
+        return Response(status_code=204)
+
+    @api.get("/me", summary="My profile")
+    async def me(caller: Caller) -> dict[str, str]:
+        profile = await accounts.profile(caller.user_id)
+        return {**profile, "device_id": caller.device_id}
+
+    @api.patch("/me", summary="Change my display name")
+    async def update_me(body: ProfileUpdate, caller: Caller) -> dict[str, str]:
+        return await accounts.do_update_profile(caller, body.display_name)
+
+    @api.get("/users/{user_id}", summary="A user's public profile")
+    async def get_user(user_id: str, caller: Caller) -> dict[str, str]:
+        return await accounts.profile(user_id)
+
+    return api

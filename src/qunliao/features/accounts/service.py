@@ -1,0 +1,196 @@
+"""Accounts, profiles and devices (each login is a device with its own access token)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from qunliao.core.clock import Clock
+from qunliao.core.errors import ApiError, bad_request, conflict, not_found, unauthorized
+from qunliao.core.ids import IdGenerator, inbox_stream_id
+from qunliao.core.principal import Principal
+from qunliao.features.accounts import store
+from qunliao.storage import spine
+from qunliao.storage.db import Database
+
+USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_username(username: str) -> None:
+    if not USERNAME.match(username):
+        raise bad_request("username must be 3–32 characters of a-z, 0-9, '_', '.', '-'")
+
+
+def check_password(password: str) -> None:
+    if len(password) < 8:
+        raise bad_request("password must be at least 8 characters")
+    if len(password.encode()) > 1024:
+        raise bad_request("password is too long")
+
+
+def check_display_name(display_name: str) -> str:
+    name = display_name.strip()
+    if not 1 <= len(name) <= 64:
+        raise bad_request("display_name must be 1–64 characters")
+    if any(ord(c) < 32 for c in name):
+        raise bad_request("display_name must not contain control characters")
+    return name
+
+
+class AccountService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ids: IdGenerator,
+        revoke: Callable[[Sequence[str]], None],
+        *,
+        hasher: PasswordHasher | None = None,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._ids = ids
+        self._revoke = revoke
+        self._hasher = hasher or PasswordHasher()
+        # Verified against when the user does not exist, so timing does not reveal usernames.
+        self._dummy_hash: str | None = None
+
+    async def do_register(self, username: str, password: str, display_name: str) -> str:
+        check_username(username)
+        check_password(password)
+        name = check_display_name(display_name)
+        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        user_id = self._ids.new("u")
+        inbox_id = inbox_stream_id(user_id)
+        now = self._clock.now_ms()
+        try:
+            async with self._db.write() as tx:
+                await store.insert_user(
+                    tx.conn,
+                    user_id=user_id,
+                    username=username,
+                    password_hash=password_hash,
+                    display_name=name,
+                    inbox_id=inbox_id,
+                    now_ms=now,
+                )
+                await spine.create_stream(tx.conn, inbox_id, "inbox", now)
+                await spine.join_members(tx.conn, inbox_id, [user_id], "owner", 0, now)
+        except store.UsernameTaken as exc:
+            raise conflict(f"username {username!r} is taken") from exc
+        return user_id
+
+    async def do_login(self, username: str, password: str, device_name: str) -> dict[str, str]:
+        async with self._db.read() as conn:
+            user = await store.user_by_name(conn, username)
+        if not await self._verify(user.password_hash if user else None, password) or user is None:
+            raise unauthorized("wrong username or password")
+        token = self._ids.token()
+        device_id = self._ids.new("d")
+        async with self._db.write() as tx:
+            await store.insert_device(
+                tx.conn,
+                device_id=device_id,
+                user_id=user.user_id,
+                device_name=device_name.strip()[:64] or "device",
+                token_hash=_token_hash(token),
+                now_ms=self._clock.now_ms(),
+            )
+        return {"access_token": token, "user_id": user.user_id, "device_id": device_id}
+
+    async def _verify(self, password_hash: str | None, password: str) -> bool:
+        if password_hash is None:
+            if self._dummy_hash is None:
+                self._dummy_hash = await asyncio.to_thread(self._hasher.hash, "not a password")
+            await asyncio.to_thread(self._safe_verify, self._dummy_hash, password)
+            return False
+        return await asyncio.to_thread(self._safe_verify, password_hash, password)
+
+    def _safe_verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    async def access_token(self, token: str | None) -> Principal:
+        """The caller behind a bearer token, or 401."""
+        if not token:
+            raise unauthorized()
+        async with self._db.read() as conn:
+            found = await store.device_by_token(conn, _token_hash(token))
+        if found is None:
+            raise unauthorized()
+        return Principal(user_id=found[0], device_id=found[1])
+
+    async def authenticate(self, token: str) -> Principal | None:
+        try:
+            return await self.access_token(token)
+        except ApiError:
+            return None
+
+    async def do_logout(self, principal: Principal, *, device_id: str | None = None) -> None:
+        target = device_id or principal.device_id
+        async with self._db.write() as tx:
+            revoked = await store.revoke_devices(
+                tx.conn, principal.user_id, self._clock.now_ms(), only=target
+            )
+        if not revoked:
+            raise not_found(f"device {target} does not exist")
+        self._revoke(revoked)
+
+    async def do_logout_others(self, principal: Principal) -> None:
+        async with self._db.write() as tx:
+            revoked = await store.revoke_devices(
+                tx.conn, principal.user_id, self._clock.now_ms(), keep=principal.device_id
+            )
+        if revoked:
+            self._revoke(revoked)
+
+    async def list_devices(self, principal: Principal) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            found = await store.list_devices(conn, principal.user_id)
+        for device in found:
+            device["current"] = device["device_id"] == principal.device_id
+        return found
+
+    async def touch(self, principal: Principal) -> None:
+        async with self._db.write() as tx:
+            await store.touch_device(tx.conn, principal.device_id, self._clock.now_ms())
+
+    async def profile(self, user_id: str) -> dict[str, str]:
+        users = await self.profiles([user_id])
+        if user_id not in users:
+            raise not_found(f"user {user_id} does not exist")
+        return users[user_id]
+
+    async def profiles(self, user_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        async with self._db.read() as conn:
+            found = await store.users_by_id(conn, list(dict.fromkeys(user_ids)))
+        return {uid: u.profile() for uid, u in found.items()}
+
+    async def existing_users(self, user_ids: Sequence[str]) -> set[str]:
+        return set((await self.profiles(user_ids)).keys())
+
+    async def do_update_profile(self, principal: Principal, display_name: str) -> dict[str, str]:
+        name = check_display_name(display_name)
+        async with self._db.write() as tx:
+            await store.set_display_name(tx.conn, principal.user_id, name)
+        return await self.profile(principal.user_id)
+
+    async def search(self, query: str, limit: int, hidden: set[str]) -> list[dict[str, str]]:
+        query = query.strip()
+        if not query:
+            return []
+        async with self._db.read() as conn:
+            found = await store.search_users(conn, query, limit + len(hidden))
+        return [u.profile() for u in found if u.user_id not in hidden][:limit]

@@ -1,0 +1,180 @@
+"""Friend requests, the contact list with remarks (备注), and blocks."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qunliao.core.clock import Clock
+from qunliao.core.errors import bad_request, conflict, forbidden, not_found
+from qunliao.core.ids import IdGenerator, inbox_stream_id
+from qunliao.core.principal import Principal
+from qunliao.features.accounts.service import AccountService
+from qunliao.features.contacts import store
+from qunliao.storage import spine
+from qunliao.storage.db import Database
+
+OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
+
+
+class ContactService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ids: IdGenerator,
+        accounts: AccountService,
+        on_committed: OnCommitted,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._ids = ids
+        self._accounts = accounts
+        self._on_committed = on_committed
+
+    async def _shape(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        names = await self._accounts.profiles(
+            [r["from_user_id"] for r in requests] + [r["to_user_id"] for r in requests]
+        )
+        for r in requests:
+            r["from_display_name"] = names.get(r["from_user_id"], {}).get("display_name")
+            r["to_display_name"] = names.get(r["to_user_id"], {}).get("display_name")
+        return requests
+
+    async def _emit(
+        self, tx: Any, user_ids: Sequence[str], type_: str, data: dict[str, Any]
+    ) -> None:
+        inboxes = [inbox_stream_id(u) for u in user_ids]
+        stored = await spine.append_events(
+            tx.conn,
+            [spine.NewEvent(stream_id=i, type=type_, data=data) for i in inboxes],
+            self._clock.now_ms(),
+        )
+        tx.on_commit(lambda: self._on_committed(stored))
+
+    async def do_request(
+        self, caller: Principal, user_id: str, note: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Send a friend request. Returns (request, created)."""
+        if user_id == caller.user_id:
+            raise bad_request("you cannot befriend yourself")
+        if len(note) > 200:
+            raise bad_request("note must be at most 200 characters")
+        await self._accounts.profile(user_id)  # 404 for unknown users
+        now = self._clock.now_ms()
+        async with self._db.write() as tx:
+            if await store.is_blocked(tx.conn, user_id, caller.user_id):
+                raise forbidden("this user does not accept your requests")
+            if await store.are_contacts(tx.conn, caller.user_id, user_id):
+                raise conflict("you are already friends")
+            mine = await store.pending_between(tx.conn, caller.user_id, user_id)
+            if mine is not None:
+                return (await self._shape([mine]))[0], False
+            theirs = await store.pending_between(tx.conn, user_id, caller.user_id)
+            if theirs is not None:
+                await self._accept(tx, theirs, now)
+                return (await self._shape([theirs]))[0], True
+            request = {
+                "request_id": self._ids.new("fr"),
+                "from_user_id": caller.user_id,
+                "to_user_id": user_id,
+                "note": note,
+                "status": "pending",
+                "created_at": now,
+            }
+            await store.insert_request(tx.conn, request)
+            shaped = (await self._shape([dict(request)]))[0]
+            await self._emit(tx, [user_id], "friend_request.received", {"request": shaped})
+        return shaped, True
+
+    async def _accept(self, tx: Any, request: dict[str, Any], now: int) -> None:
+        await store.set_request_status(tx.conn, request["request_id"], "accepted", now)
+        await store.add_contact_pair(tx.conn, request["from_user_id"], request["to_user_id"], now)
+        request["status"] = "accepted"
+        shaped = (await self._shape([dict(request)]))[0]
+        await self._emit(
+            tx,
+            [request["from_user_id"], request["to_user_id"]],
+            "friend_request.accepted",
+            {"request": shaped},
+        )
+
+    async def do_answer(self, caller: Principal, request_id: str, accept: bool) -> dict[str, Any]:
+        now = self._clock.now_ms()
+        async with self._db.write() as tx:
+            request = await store.get_request(tx.conn, request_id)
+            if request is None or caller.user_id not in (
+                request["to_user_id"],
+                request["from_user_id"],
+            ):
+                raise not_found(f"friend request {request_id} does not exist")
+            if request["to_user_id"] != caller.user_id:
+                raise forbidden("only the addressee answers a friend request")
+            if request["status"] != "pending":
+                if request["status"] == ("accepted" if accept else "declined"):
+                    return (await self._shape([request]))[0]
+                raise conflict(f"the request was already {request['status']}")
+            if accept:
+                await self._accept(tx, request, now)
+            else:
+                await store.set_request_status(tx.conn, request_id, "declined", now)
+                request["status"] = "declined"
+        return (await self._shape([request]))[0]
+
+    async def list_requests(self, caller: Principal) -> dict[str, list[dict[str, Any]]]:
+        async with self._db.read() as conn:
+            found = await self._shape(await store.requests_of(conn, caller.user_id))
+        return {
+            "incoming": [r for r in found if r["to_user_id"] == caller.user_id],
+            "outgoing": [r for r in found if r["from_user_id"] == caller.user_id],
+        }
+
+    async def list_contacts(self, caller: Principal) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            rows = await store.list_contacts(conn, caller.user_id)
+        profiles = await self._accounts.profiles([r["contact_id"] for r in rows])
+        return [
+            {**profiles[r["contact_id"]], "remark": r["remark"], "since": r["since"]}
+            for r in rows
+            if r["contact_id"] in profiles
+        ]
+
+    async def do_set_remark(self, caller: Principal, user_id: str, remark: str) -> dict[str, Any]:
+        if len(remark) > 64:
+            raise bad_request("remark must be at most 64 characters")
+        async with self._db.write() as tx:
+            if not await store.set_remark(tx.conn, caller.user_id, user_id, remark.strip()):
+                raise not_found(f"{user_id} is not in your contacts")
+        found = [c for c in await self.list_contacts(caller) if c["user_id"] == user_id]
+        return found[0]
+
+    async def do_remove_contact(self, caller: Principal, user_id: str) -> None:
+        async with self._db.write() as tx:
+            if not await store.remove_contact_pair(tx.conn, caller.user_id, user_id):
+                raise not_found(f"{user_id} is not in your contacts")
+
+    async def do_block(self, caller: Principal, user_id: str) -> None:
+        if user_id == caller.user_id:
+            raise bad_request("you cannot block yourself")
+        await self._accounts.profile(user_id)
+        async with self._db.write() as tx:
+            await store.block(tx.conn, caller.user_id, user_id, self._clock.now_ms())
+
+    async def do_unblock(self, caller: Principal, user_id: str) -> None:
+        async with self._db.write() as tx:
+            await store.unblock(tx.conn, caller.user_id, user_id)
+
+    async def blocked(self, caller: Principal) -> list[str]:
+        async with self._db.read() as conn:
+            return await store.blocked_by_me(conn, caller.user_id)
+
+    async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
+        """Raise forbidden when `recipient_id` has blocked `sender_id`."""
+        async with self._db.read() as conn:
+            if await store.is_blocked(conn, recipient_id, sender_id):
+                raise forbidden("you cannot message this user")
+
+    async def search_users(self, caller: Principal, query: str, limit: int) -> list[dict[str, str]]:
+        async with self._db.read() as conn:
+            hidden = await store.who_blocked(conn, caller.user_id)
+        return await self._accounts.search(query, limit, hidden)

@@ -1,0 +1,527 @@
+"""Conversations: direct and group chats, members and roles, announcements, mutes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from qunliao.core.clock import Clock
+from qunliao.core.errors import bad_request, conflict, forbidden, not_found
+from qunliao.core.ids import IdGenerator
+from qunliao.core.principal import Principal
+from qunliao.features.accounts.service import AccountService
+from qunliao.features.contacts.service import ContactService
+from qunliao.features.conversations import store
+from qunliao.storage import spine
+from qunliao.storage.db import Database, Tx
+
+OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
+MAX_IDS_PER_REQUEST = 500
+MAX_TITLE = 64
+MAX_ANNOUNCEMENT = 4096
+MANAGERS = frozenset({"owner", "admin"})
+
+
+@dataclass(frozen=True)
+class Access:
+    """A caller's verified membership of a conversation."""
+
+    conversation: dict[str, Any]
+    member: spine.Member
+
+    @property
+    def conversation_id(self) -> str:
+        return str(self.conversation["conversation_id"])
+
+    @property
+    def is_group(self) -> bool:
+        return bool(self.conversation["kind"] == "group")
+
+    @property
+    def is_manager(self) -> bool:
+        return self.member.role in MANAGERS
+
+
+def check_ids(user_ids: Sequence[str], *, what: str = "member_ids") -> list[str]:
+    if len(user_ids) > MAX_IDS_PER_REQUEST:
+        raise bad_request(f"at most {MAX_IDS_PER_REQUEST} {what} per request")
+    if any(not isinstance(u, str) or not 1 <= len(u) <= 40 for u in user_ids):
+        raise bad_request(f"{what} must be user ids")
+    return list(dict.fromkeys(user_ids))
+
+
+def check_title(title: str | None) -> str | None:
+    if title is None:
+        return None
+    title = title.strip()
+    if len(title) > MAX_TITLE:
+        raise bad_request(f"title must be at most {MAX_TITLE} characters")
+    return title or None
+
+
+class ConversationService:
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        ids: IdGenerator,
+        accounts: AccountService,
+        contacts: ContactService,
+        on_committed: OnCommitted,
+        *,
+        max_group_members: int,
+    ) -> None:
+        self._db = db
+        self._clock = clock
+        self._ids = ids
+        self._accounts = accounts
+        self._contacts = contacts
+        self._on_committed = on_committed
+        self._max_members = max_group_members
+
+    # ---------------------------------------------------------------- access
+
+    async def access_conversation(
+        self, caller: Principal, conversation_id: str, *, allow_former: bool = False
+    ) -> Access:
+        """Load a conversation the caller belongs to; 404 if it does not exist, else 403."""
+        async with self._db.read() as conn:
+            conversation = await store.get(conn, conversation_id)
+            if conversation is None:
+                raise not_found(f"conversation {conversation_id} does not exist")
+            member = await spine.get_member(conn, conversation_id, caller.user_id)
+        if member is None or (not member.active and not allow_former):
+            raise forbidden(f"you are not a member of conversation {conversation_id}")
+        return Access(conversation, member)
+
+    async def _emit(self, tx: Tx, new: Sequence[spine.NewEvent]) -> list[spine.StoredEvent]:
+        stored = await spine.append_events(tx.conn, new, self._clock.now_ms())
+        tx.on_commit(lambda: self._on_committed(stored))
+        return stored
+
+    # ---------------------------------------------------------------- create
+
+    async def do_create(
+        self, caller: Principal, kind: str, member_ids: Sequence[str], title: str | None
+    ) -> tuple[str, bool]:
+        """Create a conversation. Returns (conversation_id, created)."""
+        ids = check_ids(member_ids)
+        title = check_title(title)
+        if kind == "direct":
+            if len(ids) != 1:
+                raise bad_request("a direct conversation takes exactly one member id")
+            if title is not None:
+                raise bad_request("a direct conversation has no title")
+            return await self._create_direct(caller, ids[0])
+        if kind != "group":
+            raise bad_request("kind must be 'direct' or 'group'")
+        others = [u for u in ids if u != caller.user_id]
+        await self._check_users_exist(others)
+        if len(others) + 1 > self._max_members:
+            raise bad_request(f"a group has at most {self._max_members} members")
+        conversation_id = self._ids.new("c")
+        now = self._clock.now_ms()
+        async with self._db.write() as tx:
+            await store.insert(
+                tx.conn,
+                {
+                    "conversation_id": conversation_id,
+                    "kind": "group",
+                    "title": title,
+                    "announcement": None,
+                    "owner_id": caller.user_id,
+                    "direct_key": None,
+                    "muted_all": False,
+                    "created_by": caller.user_id,
+                    "created_at": now,
+                },
+            )
+            await spine.create_stream(tx.conn, conversation_id, "conversation", now)
+            [created] = await self._emit(
+                tx,
+                [
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="conversation.created",
+                        sender_id=caller.user_id,
+                        data={
+                            "kind": "group",
+                            "title": title,
+                            "by": caller.user_id,
+                            "member_ids": [caller.user_id, *others],
+                        },
+                    )
+                ],
+            )
+            await spine.join_members(
+                tx.conn, conversation_id, [caller.user_id], "owner", created.seq, now
+            )
+            await spine.join_members(tx.conn, conversation_id, others, "member", created.seq, now)
+        return conversation_id, True
+
+    async def _create_direct(self, caller: Principal, other_id: str) -> tuple[str, bool]:
+        if other_id != caller.user_id:
+            await self._check_users_exist([other_id])
+            await self._contacts.check_not_blocked(caller.user_id, other_id)
+        pair = sorted({caller.user_id, other_id})
+        direct_key = "|".join(pair)
+        async with self._db.read() as conn:
+            existing = await store.by_direct_key(conn, direct_key)
+        if existing is not None:
+            return existing, False
+        conversation_id = self._ids.new("c")
+        now = self._clock.now_ms()
+        try:
+            async with self._db.write() as tx:
+                await store.insert(
+                    tx.conn,
+                    {
+                        "conversation_id": conversation_id,
+                        "kind": "direct",
+                        "title": None,
+                        "announcement": None,
+                        "owner_id": None,
+                        "direct_key": direct_key,
+                        "muted_all": False,
+                        "created_by": caller.user_id,
+                        "created_at": now,
+                    },
+                )
+                await spine.create_stream(tx.conn, conversation_id, "conversation", now)
+                [created] = await self._emit(
+                    tx,
+                    [
+                        spine.NewEvent(
+                            stream_id=conversation_id,
+                            type="conversation.created",
+                            sender_id=caller.user_id,
+                            data={
+                                "kind": "direct",
+                                "title": None,
+                                "by": caller.user_id,
+                                "member_ids": pair,
+                            },
+                        )
+                    ],
+                )
+                await spine.join_members(tx.conn, conversation_id, pair, "member", created.seq, now)
+        except store.DirectExists:
+            async with self._db.read() as conn:
+                raced = await store.by_direct_key(conn, direct_key)
+            if raced is None:
+                raise
+            return raced, False
+        return conversation_id, True
+
+    async def _check_users_exist(self, user_ids: Sequence[str]) -> None:
+        if not user_ids:
+            return
+        found = await self._accounts.existing_users(user_ids)
+        missing = [u for u in user_ids if u not in found]
+        if missing:
+            raise not_found(f"users do not exist: {', '.join(missing[:10])}")
+
+    # ---------------------------------------------------------------- read
+
+    async def list_conversations(self, caller: Principal) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            ids = await spine.user_streams(conn, caller.user_id, kind="conversation")
+        return await self._shape(caller, ids)
+
+    async def get_conversation(self, caller: Principal, conversation_id: str) -> dict[str, Any]:
+        await self.access_conversation(caller, conversation_id)
+        [shaped] = await self._shape(caller, [conversation_id])
+        return shaped
+
+    async def _shape(self, caller: Principal, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        async with self._db.read() as conn:
+            rows = await store.get_many(conn, ids)
+            info = await spine.stream_info(conn, ids)
+            mine = await spine.memberships_of(conn, caller.user_id, ids)
+            unread = await spine.unread_counts(conn, caller.user_id)
+            counts = await spine.member_counts(conn, ids)
+            direct = [i for i in ids if rows.get(i, {}).get("kind") == "direct"]
+            peers = await spine.other_members(conn, direct, caller.user_id)
+            last_keys = [
+                (i, int(info[i].last_message_seq))
+                for i in ids
+                if i in info and info[i].last_message_seq is not None
+            ]
+            last = await spine.messages_at(conn, last_keys)
+        shaped = []
+        for conversation_id in ids:
+            row, stream, member = (
+                rows.get(conversation_id),
+                info.get(conversation_id),
+                mine.get(conversation_id),
+            )
+            if row is None or stream is None or member is None:
+                continue
+            message = (
+                last.get((conversation_id, int(stream.last_message_seq)))
+                if stream.last_message_seq is not None
+                else None
+            )
+            if message is not None and message.seq < member.joined_seq:
+                message = None
+            shaped.append(
+                {
+                    "conversation_id": conversation_id,
+                    "kind": row["kind"],
+                    "title": row["title"],
+                    "announcement": row["announcement"],
+                    "owner_id": row["owner_id"],
+                    "member_count": counts.get(conversation_id, 0),
+                    "my_role": member.role,
+                    "last_seq": int(stream.last_seq),
+                    "read_seq": member.read_seq,
+                    "unread_count": unread.get(conversation_id, 0),
+                    "muted_all": bool(row["muted_all"]),
+                    "peer_id": peers.get(conversation_id, caller.user_id)
+                    if row["kind"] == "direct"
+                    else None,
+                    "last_message": None if message is None else message.to_json(),
+                    "last_activity_at": int(stream.last_activity_at),
+                }
+            )
+        shaped.sort(key=lambda c: c["last_activity_at"], reverse=True)
+        return shaped
+
+    async def list_members(
+        self, caller: Principal, conversation_id: str, after: str | None, limit: int
+    ) -> dict[str, Any]:
+        await self.access_conversation(caller, conversation_id)
+        async with self._db.read() as conn:
+            members = await spine.list_members(conn, conversation_id, after=after, limit=limit)
+        names = await self._accounts.profiles([m.user_id for m in members])
+        return {
+            "members": [
+                {
+                    "user_id": m.user_id,
+                    "display_name": names.get(m.user_id, {}).get("display_name"),
+                    "username": names.get(m.user_id, {}).get("username"),
+                    "role": m.role,
+                    "read_seq": m.read_seq,
+                    "muted_until": m.muted_until,
+                }
+                for m in members
+            ],
+            "next_after": members[-1].user_id if len(members) == limit else None,
+        }
+
+    # ---------------------------------------------------------------- change
+
+    async def do_update(
+        self, caller: Principal, conversation_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        access = await self.access_conversation(caller, conversation_id)
+        if not access.is_group:
+            raise bad_request("only groups have a title, announcement or mute-all")
+        if not access.is_manager:
+            raise forbidden("only the owner and admins may change the group")
+        values: dict[str, Any] = {}
+        if "title" in changes:
+            values["title"] = check_title(changes["title"])
+        if "announcement" in changes:
+            text = (changes["announcement"] or "").strip()
+            if len(text) > MAX_ANNOUNCEMENT:
+                raise bad_request(f"announcement must be at most {MAX_ANNOUNCEMENT} characters")
+            values["announcement"] = text or None
+        if "muted_all" in changes:
+            if not isinstance(changes["muted_all"], bool):
+                raise bad_request("muted_all must be true or false")
+            values["muted_all"] = changes["muted_all"]
+        if values:
+            async with self._db.write() as tx:
+                await store.set_fields(tx.conn, conversation_id, **values)
+                await self._emit(
+                    tx,
+                    [
+                        spine.NewEvent(
+                            stream_id=conversation_id,
+                            type="conversation.updated",
+                            sender_id=caller.user_id,
+                            data={"by": caller.user_id, **values},
+                        )
+                    ],
+                )
+        return await self.get_conversation(caller, conversation_id)
+
+    async def do_add_members(
+        self, caller: Principal, conversation_id: str, user_ids: Sequence[str]
+    ) -> list[str]:
+        ids = check_ids(user_ids, what="user_ids")
+        if not ids:
+            raise bad_request("user_ids must not be empty")
+        access = await self.access_conversation(caller, conversation_id)
+        if not access.is_group:
+            raise bad_request("members can only be added to groups")
+        if access.conversation["muted_all"] and not access.is_manager:
+            raise forbidden("only the owner and admins may invite while the group is muted")
+        await self._check_users_exist(ids)
+        now = self._clock.now_ms()
+        async with self._db.write() as tx:
+            current = await spine.get_members(tx.conn, conversation_id, ids)
+            fresh = [u for u in ids if u not in current or not current[u].active]
+            if not fresh:
+                return []
+            if await spine.count_members(tx.conn, conversation_id) + len(fresh) > self._max_members:
+                raise bad_request(f"a group has at most {self._max_members} members")
+            [added] = await self._emit(
+                tx,
+                [
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="members.added",
+                        sender_id=caller.user_id,
+                        data={"user_ids": fresh, "by": caller.user_id},
+                    )
+                ],
+            )
+            await spine.join_members(tx.conn, conversation_id, fresh, "member", added.seq, now)
+        return fresh
+
+    async def do_remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:
+        access = await self.access_conversation(caller, conversation_id)
+        if not access.is_group:
+            raise bad_request("nobody can leave or be removed from a direct conversation")
+        async with self._db.write() as tx:
+            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            if target is None or not target.active:
+                raise not_found(f"{user_id} is not a member")
+            leaving = user_id == caller.user_id
+            if leaving:
+                if (
+                    target.role == "owner"
+                    and await spine.count_members(tx.conn, conversation_id) > 1
+                ):
+                    raise conflict("transfer ownership before leaving the group")
+            elif not access.is_manager:
+                raise forbidden("only the owner and admins may remove members")
+            elif target.role == "owner" or (
+                target.role == "admin" and access.member.role != "owner"
+            ):
+                raise forbidden("only the owner may remove admins")
+            [removed] = await self._emit(
+                tx,
+                [
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="members.removed",
+                        sender_id=caller.user_id,
+                        data={
+                            "user_ids": [user_id],
+                            "by": caller.user_id,
+                            "reason": "left" if leaving else "removed",
+                        },
+                    )
+                ],
+            )
+            await spine.leave_members(tx.conn, conversation_id, [user_id], removed.seq)
+
+    async def do_update_member(
+        self, caller: Principal, conversation_id: str, user_id: str, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        access = await self.access_conversation(caller, conversation_id)
+        if not access.is_group:
+            raise bad_request("direct conversations have no roles")
+        values: dict[str, Any] = {}
+        async with self._db.write() as tx:
+            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            if target is None or not target.active:
+                raise not_found(f"{user_id} is not a member")
+            if "role" in changes:
+                if changes["role"] not in ("admin", "member"):
+                    raise bad_request("role must be 'admin' or 'member' (use transfer for owner)")
+                if access.member.role != "owner":
+                    raise forbidden("only the owner may change roles")
+                if target.role == "owner":
+                    raise bad_request("use transfer to change the owner")
+                values["role"] = changes["role"]
+            if "muted_until" in changes:
+                until = changes["muted_until"]
+                if until is not None and (not isinstance(until, int) or until < 0):
+                    raise bad_request("muted_until must be a time in ms or null")
+                if not access.is_manager:
+                    raise forbidden("only the owner and admins may mute members")
+                if target.role == "owner" or (
+                    target.role == "admin" and access.member.role != "owner"
+                ):
+                    raise forbidden("only the owner may mute admins")
+                values["muted_until"] = until
+            if values:
+                await spine.update_member(tx.conn, conversation_id, user_id, **values)
+                await self._emit(
+                    tx,
+                    [
+                        spine.NewEvent(
+                            stream_id=conversation_id,
+                            type="member.updated",
+                            sender_id=caller.user_id,
+                            data={
+                                "user_id": user_id,
+                                "by": caller.user_id,
+                                "role": values.get("role", target.role),
+                                "muted_until": values.get("muted_until", target.muted_until),
+                            },
+                        )
+                    ],
+                )
+        members = await self.list_members(caller, conversation_id, None, 1000)
+        found = [m for m in members["members"] if m["user_id"] == user_id]
+        return found[0] if found else {"user_id": user_id, **values}
+
+    async def do_transfer(
+        self, caller: Principal, conversation_id: str, user_id: str
+    ) -> dict[str, Any]:
+        access = await self.access_conversation(caller, conversation_id)
+        if not access.is_group:
+            raise bad_request("direct conversations have no owner")
+        if access.member.role != "owner":
+            raise forbidden("only the owner may transfer ownership")
+        if user_id == caller.user_id:
+            raise bad_request("you already own this group")
+        async with self._db.write() as tx:
+            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            if target is None or not target.active:
+                raise not_found(f"{user_id} is not a member")
+            await spine.update_member(tx.conn, conversation_id, user_id, role="owner")
+            await spine.update_member(tx.conn, conversation_id, caller.user_id, role="admin")
+            await store.set_fields(tx.conn, conversation_id, owner_id=user_id)
+            await self._emit(
+                tx,
+                [
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="member.updated",
+                        sender_id=caller.user_id,
+                        data={
+                            "user_id": user_id,
+                            "by": caller.user_id,
+                            "role": "owner",
+                            "muted_until": target.muted_until,
+                        },
+                    ),
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="member.updated",
+                        sender_id=caller.user_id,
+                        data={
+                            "user_id": caller.user_id,
+                            "by": caller.user_id,
+                            "role": "admin",
+                            "muted_until": None,
+                        },
+                    ),
+                    spine.NewEvent(
+                        stream_id=conversation_id,
+                        type="conversation.updated",
+                        sender_id=caller.user_id,
+                        data={"by": caller.user_id, "owner_id": user_id},
+                    ),
+                ],
+            )
+        return await self.get_conversation(caller, conversation_id)

@@ -1,0 +1,87 @@
+"""HTTP handlers for messages, read positions, receipts and typing."""
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
+
+from qunliao.core.http import AuthDependency, Body
+from qunliao.core.principal import Principal
+from qunliao.features.messages.service import MessageService, check_send
+
+
+class TextBody(Body):
+    text: str
+
+
+class NewMessage(Body):
+    client_txn_id: str = Field(max_length=1000)
+    msg_type: Literal["text"] = "text"
+    body: TextBody
+    reply_to: str | None = Field(None, max_length=1000)
+    mentions: list[str] | None = Field(None, max_length=1000)
+
+
+class Edit(Body):
+    body: TextBody
+
+
+class ReadPosition(Body):
+    seq: int = Field(ge=0)
+
+
+class Typing(Body):
+    typing: bool = True
+
+
+def router(messages: MessageService, auth: AuthDependency) -> APIRouter:
+    api = APIRouter(prefix="/api/v1/conversations/{conversation_id}", tags=["messages"])
+    Caller = Annotated[Principal, Depends(auth)]
+
+    @api.post("/messages", status_code=201, summary="Send a message (idempotent by client_txn_id)")
+    async def send(conversation_id: str, body: NewMessage, caller: Caller) -> Any:
+        request = check_send({**body.model_dump(), "conversation_id": conversation_id})
+        result, duplicate = await messages.do_send(caller, request)
+        return JSONResponse(result, status_code=200 if duplicate else 201)
+
+    @api.get("/messages", summary="Message history, newest first")
+    async def history(
+        conversation_id: str,
+        caller: Caller,
+        before_seq: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        return {"messages": await messages.history(caller, conversation_id, before_seq, limit)}
+
+    @api.get("/messages/{message_id}", summary="One message")
+    async def get_message(conversation_id: str, message_id: str, caller: Caller) -> dict[str, Any]:
+        return await messages.get_message(caller, conversation_id, message_id)
+
+    @api.patch("/messages/{message_id}", summary="Edit my message")
+    async def edit(
+        conversation_id: str, message_id: str, body: Edit, caller: Caller
+    ) -> dict[str, Any]:
+        return await messages.do_edit(caller, conversation_id, message_id, body.body.model_dump())
+
+    @api.post("/messages/{message_id}/recall", summary="Recall a message (its body is deleted)")
+    async def recall(conversation_id: str, message_id: str, caller: Caller) -> dict[str, Any]:
+        return await messages.do_recall(caller, conversation_id, message_id)
+
+    @api.post("/read", status_code=204, summary="Move my read position forward")
+    async def read(conversation_id: str, body: ReadPosition, caller: Caller) -> Response:
+        await messages.do_read(caller, conversation_id, body.seq)
+        return Response(status_code=204)
+
+    @api.get("/receipts", summary="Who has and hasn't read the message at seq")
+    async def receipts(
+        conversation_id: str, caller: Caller, seq: Annotated[int, Query(ge=0)]
+    ) -> dict[str, Any]:
+        return await messages.receipts(caller, conversation_id, seq)
+
+    @api.post("/typing", status_code=204, summary="Tell the others I am typing")
+    async def typing(conversation_id: str, body: Typing, caller: Caller) -> Response:
+        await messages.do_typing(caller, conversation_id, body.typing)
+        return Response(status_code=204)
+
+    return api

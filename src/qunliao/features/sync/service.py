@@ -1,0 +1,48 @@
+"""Sync: every event a user may see, exactly once, in order, from an opaque token."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from qunliao.core.principal import Principal
+from qunliao.core.tokens import decode_sync_token, encode_sync_token
+from qunliao.realtime.hub import Hub
+from qunliao.storage import spine
+from qunliao.storage.db import Database
+
+
+class SyncService:
+    def __init__(self, db: Database, hub: Hub) -> None:
+        self._db = db
+        self._hub = hub
+
+    async def events_for_user(
+        self, user_id: str, after_pos: int, limit: int
+    ) -> tuple[list[spine.StoredEvent], int]:
+        async with self._db.read() as conn:
+            return await spine.events_for_user(conn, user_id, after_pos, limit)
+
+    async def max_position(self) -> int:
+        async with self._db.read() as conn:
+            return await spine.max_position(conn)
+
+    async def sync(
+        self, caller: Principal, since: str | None, timeout_ms: int, limit: int
+    ) -> dict[str, Any]:
+        position = decode_sync_token(since)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_ms / 1000
+        while True:
+            found, upto = await self.events_for_user(caller.user_id, position, limit)
+            remaining = deadline - loop.time()
+            if found or remaining <= 0:
+                break
+            position = upto
+            await self._hub.wait_past(upto, remaining)
+        events = []
+        for event in found:
+            shaped = event.to_json()
+            shaped["token"] = encode_sync_token(event.pos)
+            events.append(shaped)
+        return {"next_token": encode_sync_token(upto), "events": events}

@@ -1,0 +1,277 @@
+"""The hub: tails the global event stream and pushes each event to the local sockets allowed it.
+
+One hub per process. It reads events in `pos` order (from its own commits directly, from the
+database after a bus wake-up, and by polling at a bounded interval in case a wake-up was lost),
+encodes each event once and hands the same text to every connection of every member.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import orjson
+
+from qunliao.core.tokens import encode_sync_token
+from qunliao.realtime.bus import Bus
+from qunliao.storage.spine import StoredEvent
+
+log = logging.getLogger(__name__)
+
+Visibility = dict[str, tuple[int, int | None]]
+MEMBERSHIP_TYPES = frozenset(
+    {"conversation.created", "members.added", "members.removed", "member.updated"}
+)
+
+
+class EventSource(Protocol):
+    async def events_after(self, pos: int, limit: int) -> list[StoredEvent]: ...
+
+    async def visibility(self, stream_id: str) -> Visibility: ...
+
+    async def max_position(self) -> int: ...
+
+
+class Connection(Protocol):
+    user_id: str
+    device_id: str
+    cursor: int
+    live: bool
+
+    def push(self, pos: int, text: str) -> None: ...
+
+    def push_state(self, text: str) -> None: ...
+
+    def close_soon(self, code: int, reason: str) -> None: ...
+
+
+def encode_event(event: StoredEvent) -> str:
+    payload = event.to_json()
+    payload["token"] = encode_sync_token(event.pos)
+    return orjson.dumps(payload).decode()
+
+
+class Hub:
+    def __init__(
+        self,
+        source: EventSource,
+        bus: Bus,
+        *,
+        poll_interval_s: float = 1.0,
+        batch: int = 1000,
+        cache_size: int = 20_000,
+    ) -> None:
+        self._source = source
+        self._bus = bus
+        self._poll_interval_s = poll_interval_s
+        self._batch = batch
+        self._cache_size = cache_size
+        self.pos = 0
+        self.connections: dict[str, set[Connection]] = {}
+        self._visibility: OrderedDict[str, Visibility] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._advanced = asyncio.Event()
+        self._local: list[StoredEvent] = []
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0
+        self.polls_found = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.pos = await self._source.max_position()
+        await self._bus.start(self._on_bus)
+        self._task = asyncio.create_task(self._run(), name="qunliao-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._bus.close()
+
+    # ------------------------------------------------------------ inputs
+
+    def committed(self, events: Sequence[StoredEvent]) -> None:
+        """This process committed events: deliver them without a database round trip."""
+        self._local.extend(events)
+        self._wake.set()
+        if events:
+            self._publish({"k": "wake", "pos": events[-1].pos})
+
+    def _publish(self, message: dict[str, Any]) -> None:
+        payload = orjson.dumps(message)
+        task = asyncio.get_running_loop().create_task(self._bus.publish(payload))
+        task.add_done_callback(_log_failure)
+
+    def broadcast_state(
+        self, stream_id: str, frame: dict[str, Any], exclude_user: str | None
+    ) -> None:
+        """Ephemeral state (typing, read positions) for the stream's members on every process."""
+        self._publish({"k": "state", "s": stream_id, "f": frame, "x": exclude_user})
+
+    def revoke_devices(self, device_ids: Sequence[str]) -> None:
+        self._close_devices(device_ids)
+        self._publish({"k": "revoke", "d": list(device_ids)})
+
+    def _on_bus(self, payload: bytes) -> None:
+        try:
+            message = orjson.loads(payload)
+            kind = message.get("k")
+        except (orjson.JSONDecodeError, AttributeError):
+            log.warning("bus: unreadable message dropped")
+            return
+        if kind == "wake":
+            if int(message.get("pos", 0)) > self.pos:
+                self._wake.set()
+        elif kind == "state":
+            task = asyncio.get_running_loop().create_task(
+                self._deliver_state(message["s"], message["f"], message.get("x"))
+            )
+            task.add_done_callback(_log_failure)
+        elif kind == "revoke":
+            self._close_devices(message.get("d", []))
+
+    # ------------------------------------------------------------ connections
+
+    def register(self, conn: Connection) -> None:
+        self.connections.setdefault(conn.user_id, set()).add(conn)
+
+    def unregister(self, conn: Connection) -> None:
+        conns = self.connections.get(conn.user_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.connections[conn.user_id]
+
+    @property
+    def bus_healthy(self) -> bool:
+        return self._bus.healthy
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self.connections.values())
+
+    def _close_devices(self, device_ids: Sequence[str]) -> None:
+        wanted = set(device_ids)
+        for conns in list(self.connections.values()):
+            for conn in list(conns):
+                if conn.device_id in wanted:
+                    conn.close_soon(4401, "session revoked")
+
+    async def wait_past(self, pos: int, timeout_s: float) -> None:
+        """Return once the hub has moved past `pos`, or after the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.pos <= pos:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.set()  # the caller knows the database is ahead: look now
+            waiter = self._advanced
+            try:
+                await asyncio.wait_for(waiter.wait(), remaining)
+            except TimeoutError:
+                return
+
+    # ------------------------------------------------------------ the loop
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._catch_up()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("hub: delivery failed; retrying")
+                await asyncio.sleep(0.2)
+                self._wake.set()
+
+    async def _catch_up(self) -> None:
+        while True:
+            local, self._local = self._local, []
+            local = [e for e in local if e.pos > self.pos]
+            if local and local[0].pos == self.pos + 1 and _contiguous(local):
+                await self._deliver(local)
+                continue
+            found = await self._source.events_after(self.pos, self._batch)
+            if not found:
+                return
+            self.polls_found += 1
+            await self._deliver(found)
+            if len(found) < self._batch and not self._local:
+                return
+
+    async def _deliver(self, events: Sequence[StoredEvent]) -> None:
+        for event in events:
+            if event.pos <= self.pos:
+                continue
+            if self.connections:
+                await self._deliver_one(event)
+            elif event.type in MEMBERSHIP_TYPES:
+                self._visibility.pop(event.stream_id, None)
+            self.pos = event.pos
+        advanced, self._advanced = self._advanced, asyncio.Event()
+        advanced.set()
+
+    async def _deliver_one(self, event: StoredEvent) -> None:
+        if event.type in MEMBERSHIP_TYPES:
+            self._visibility.pop(event.stream_id, None)
+        visibility = await self._members(event.stream_id)
+        text: str | None = None
+        seq = event.seq
+        for user_id, conns in self.connections.items():
+            span = visibility.get(user_id)
+            if span is None or seq < span[0] or (span[1] is not None and seq > span[1]):
+                continue
+            if text is None:
+                text = encode_event(event)
+            for conn in list(conns):
+                conn.push(event.pos, text)
+                self.delivered += 1
+
+    async def _members(self, stream_id: str) -> Visibility:
+        cached = self._visibility.get(stream_id)
+        if cached is not None:
+            self._visibility.move_to_end(stream_id)
+            return cached
+        loaded = await self._source.visibility(stream_id)
+        self._visibility[stream_id] = loaded
+        if len(self._visibility) > self._cache_size:
+            self._visibility.popitem(last=False)
+        return loaded
+
+    async def _deliver_state(
+        self, stream_id: str, frame: dict[str, Any], exclude_user: str | None
+    ) -> None:
+        if not self.connections:
+            return
+        visibility = await self._members(stream_id)
+        text = orjson.dumps(frame).decode()
+        for user_id, conns in list(self.connections.items()):
+            span = visibility.get(user_id)
+            if span is None or span[1] is not None or user_id == exclude_user:
+                continue
+            for conn in list(conns):
+                conn.push_state(text)
+
+
+def _contiguous(events: Sequence[StoredEvent]) -> bool:
+    return all(b.pos == a.pos + 1 for a, b in itertools.pairwise(events))
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("hub: background task failed: %s", task.exception())

@@ -1,0 +1,89 @@
+"""Typed settings: defaults → qunliao.toml → QUNLIAO_* environment → command-line flags."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "QUNLIAO_"
+
+
+class Settings(BaseModel):
+    """Every setting, with its default. docs/configuration.md documents each one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    database_url: str = "sqlite:///qunliao-data/qunliao.db"
+    bus_url: str = "memory://"
+    workers: int = Field(1, ge=1, le=64)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    recall_window_s: float = Field(120.0, ge=0)
+    edit_window_s: float = Field(86_400.0, ge=0)
+    rate_limit_per_s: float = Field(100.0, ge=0)
+    rate_limit_burst: float = Field(200.0, ge=1)
+    max_group_members: int = Field(10_000, ge=2)
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    poll_interval_ms: int = Field(1000, ge=10, le=60_000)
+    ws_queue_limit: int = Field(4096, ge=16)
+    shutdown_timeout_s: float = Field(10.0, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("database_url must start with sqlite:// or postgresql://")
+        return value
+
+    @field_validator("bus_url")
+    @classmethod
+    def _check_bus_url(cls, value: str) -> str:
+        if not value.startswith(("memory://", "redis://", "rediss://", "nats://")):
+            raise ValueError("bus_url must start with memory://, redis:// or nats://")
+        return value
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    section = data.get("qunliao", data)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: [qunliao] must be a table")
+    return dict(section)
+
+
+def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = environ.get(ENV_PREFIX + name.upper())
+        if value is not None:
+            found[name] = value
+    return found
+
+
+def load_settings(
+    overrides: dict[str, Any] | None = None,
+    *,
+    config_path: Path | None = None,
+    environ: dict[str, str] | None = None,
+) -> Settings:
+    """Layer the sources; later ones win. A bad value raises ValueError naming the setting."""
+    env = dict(os.environ if environ is None else environ)
+    path = config_path or Path(env.get(ENV_PREFIX + "CONFIG", "qunliao.toml"))
+    merged: dict[str, Any] = {}
+    merged.update(_from_toml(path))
+    merged.update(_from_env(env))
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ValueError(f"invalid settings: {problems}") from exc

@@ -1,0 +1,1 @@
+"""Storage: engines (SQLite, PostgreSQL), migrations, the event spine and group commit."""

@@ -1,0 +1,155 @@
+"""Engines and transactions. One writer connection per SQLite file; a pool for PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData, event
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from qunliao.core.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+metadata = MetaData()
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+def async_url(url: str) -> str:
+    """`sqlite:///x.db` → `sqlite+aiosqlite:///x.db`; `postgresql://…` → `postgresql+asyncpg://…`."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    raise ValueError(f"unsupported database url {url!r}")
+
+
+def sync_url(url: str) -> str:
+    """The URL alembic runs migrations with (through the async driver as well)."""
+    return async_url(url)
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    return None
+
+
+class Tx:
+    """An open write transaction; `on_commit` callbacks run only after it commits."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self._after: list[AfterCommit] = []
+
+    def on_commit(self, callback: AfterCommit) -> None:
+        self._after.append(callback)
+
+
+class Database:
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self._sqlite_synchronous = sqlite_synchronous
+        self.write_engine: AsyncEngine
+        self.read_engine: AsyncEngine
+        self._started = False
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        if self.is_sqlite:
+            path = sqlite_path(self.url)
+            if path is not None and path.parent != Path(""):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            # One writer connection: SQLite allows one writer at a time anyway, and a single
+            # connection makes every write transaction queue in-process instead of on a lock.
+            self.write_engine = create_async_engine(
+                async_url(self.url), pool_size=1, max_overflow=0, pool_timeout=30
+            )
+            self.read_engine = create_async_engine(
+                async_url(self.url), pool_size=4, max_overflow=4, pool_timeout=30
+            )
+            for engine in (self.write_engine, self.read_engine):
+                event.listen(engine.sync_engine, "connect", self._sqlite_pragmas)
+        else:
+            self.write_engine = create_async_engine(
+                async_url(self.url), pool_size=8, max_overflow=8, pool_pre_ping=True
+            )
+            self.read_engine = self.write_engine
+        self._started = True
+
+    def _sqlite_pragmas(self, dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    async def close(self) -> None:
+        if not self._started:
+            return
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()
+        self._started = False
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        """A write transaction; commits on exit, rolls back on error, then runs on_commit hooks."""
+        try:
+            async with self.write_engine.connect() as conn:
+                tx = Tx(conn)
+                async with conn.begin():
+                    yield tx
+        except (OperationalError, DBAPIError) as exc:
+            if (
+                isinstance(exc, DBAPIError)
+                and not exc.connection_invalidated
+                and not _is_outage(exc)
+            ):
+                raise
+            log.warning("database unavailable: %s", exc)
+            raise ApiError("unavailable", "the database is unavailable, try again") from exc
+        for callback in tx._after:
+            result = callback()
+            if asyncio.iscoroutine(result):
+                await result
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self.read_engine.connect() as conn:
+                yield conn
+        except OperationalError as exc:
+            log.warning("database unavailable: %s", exc)
+            raise ApiError("unavailable", "the database is unavailable, try again") from exc
+
+    async def ping(self) -> bool:
+        from sqlalchemy import text
+
+        try:
+            async with self.read() as conn:
+                await conn.execute(text("SELECT 1"))
+            return True
+        except Exception:  # any failure means "not ready"
+            return False
+
+
+def _is_outage(exc: DBAPIError) -> bool:
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    return any(s in text for s in ("connection", "database is locked", "closed", "terminat"))
