@@ -66,7 +66,7 @@ def load_static_files(root: Path = WEB_ROOT) -> dict[str, StaticFile]:
         if not path.is_file() or content_type is None:
             continue
         url = "/" + path.relative_to(root).as_posix()
-        if url.startswith(RESERVED_PREFIXES):
+        if _is_reserved(url):
             continue
         body = path.read_bytes()
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
@@ -74,6 +74,10 @@ def load_static_files(root: Path = WEB_ROOT) -> dict[str, StaticFile]:
     if "/index.html" in files:
         files["/"] = files["/index.html"]
     return files
+
+
+def _is_reserved(url: str) -> bool:
+    return any(url == prefix or url.startswith(prefix + "/") for prefix in RESERVED_PREFIXES)
 
 
 def _endpoint(static: StaticFile) -> Callable[[Request], Awaitable[Response]]:

@@ -233,7 +233,7 @@ export class Store {
     this.activeId = id;
     this.emit("active", id);
     if (!id) return;
-    if (!this.messages.has(id)) this.loadLatest(id).catch(() => {});
+    if (!this.historyOf(id).loaded) this.loadLatest(id).catch(() => {});
     this.loadMembers(id).catch(() => {});
     this.markRead(id);
   }
@@ -249,7 +249,7 @@ export class Store {
   }
 
   historyOf(id) {
-    if (!this.history.has(id)) this.history.set(id, { complete: false, loading: false });
+    if (!this.history.has(id)) this.history.set(id, { complete: false, loading: false, loaded: false });
     return this.history.get(id);
   }
 
@@ -265,6 +265,7 @@ export class Store {
       this.historyOf(id).complete = false;
     }
     for (const msg of page) this.putMessage(msg);
+    this.historyOf(id).loaded = true;
     if (page.length < PAGE) this.historyOf(id).complete = true;
     this.emit("messages", id);
     if (id === this.activeId) this.markRead(id);
