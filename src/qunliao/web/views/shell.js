@@ -99,6 +99,13 @@ export class Shell {
   selectTab(name) {
     if (this.tab === name) return;
     this.tab = name;
+    // Only a chat on screen counts as read; come back to the same chat when returning.
+    if (name === "chats" && this.lastChatId && this.store.conversations.has(this.lastChatId)) {
+      this.store.setActive(this.lastChatId);
+    } else if (name !== "chats" && this.store.activeId) {
+      this.lastChatId = this.store.activeId;
+      this.store.setActive(null);
+    }
     this.renderTabs();
     this.renderSide();
     this.renderMain();

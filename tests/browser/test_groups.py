@@ -1,0 +1,61 @@
+"""Groups: create, a third member joins, DingTalk-style read receipts that update live."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Browser, expect
+
+from .helpers import message_item, open_chat, open_person, send, sent_messages, start_chat
+
+
+def test_group_third_member_joins_and_receipts_update_live(
+    browser: Browser, server_url: str
+) -> None:
+    alice = open_person(browser, server_url, "Alice 王", prefix="alice")
+    bob = open_person(browser, server_url, "Bob 李", prefix="bob")
+    carol = open_person(browser, server_url, "Carol 张", prefix="carol")
+    try:
+        start_chat(alice, [bob], title="项目组 Project")
+        expect(alice.page.locator(".chat-title")).to_have_text("项目组 Project (2)")
+        send(alice, "first, before Carol")
+        expect(sent_messages(bob.page, "first, before Carol")).to_have_count(0)
+        open_chat(bob, "项目组 Project")
+        expect(sent_messages(bob.page, "first, before Carol")).to_have_count(1)
+
+        # Alice adds Carol from the group info sheet.
+        alice.page.get_by_role("button", name="Group info").click()
+        sheet = alice.page.get_by_role("dialog", name="Group info")
+        sheet.get_by_text("Add members").click()
+        sheet.get_by_role("searchbox").fill(carol.username)
+        sheet.get_by_role("checkbox", name="Carol 张", exact=True).check()
+        sheet.get_by_role("button", name="Add", exact=True).click()
+        expect(sheet.locator(".members .person")).to_have_count(3)
+        expect(sheet.locator(".members")).to_contain_text("Owner")
+        sheet.get_by_role("button", name="Close").click()
+
+        # Carol sees the group live and can talk in it.
+        open_chat(carol, "项目组 Project")
+        send(carol, "hi all, Carol here")
+        expect(sent_messages(alice.page, "hi all, Carol here")).to_have_count(1)
+        expect(sent_messages(bob.page, "hi all, Carol here")).to_have_count(1)
+
+        # Receipts under Alice's message: 2 unread → 1 unread → all read, live.
+        for reader in (bob, carol):
+            reader.page.get_by_role("button", name="Contacts").click()  # looking elsewhere
+        send(alice, "please read this 请阅读")
+        receipt = message_item(alice.page, "please read this 请阅读").locator(".receipt")
+        expect(receipt).to_have_text("2 unread")
+        carol.page.get_by_role("button", name="Chats").click()  # back to the open group
+        expect(sent_messages(carol.page, "please read this 请阅读")).to_have_count(1)
+        expect(receipt).to_have_text("1 unread")
+        bob.page.get_by_role("button", name="Chats").click()
+        expect(receipt).to_have_text("All read")
+
+        receipt.click()
+        who = alice.page.get_by_role("dialog", name="Read receipts")
+        expect(who.locator(".read-col .person")).to_have_count(2)
+        expect(who.locator(".read-col")).to_contain_text("Bob 李")
+        expect(who.locator(".read-col")).to_contain_text("Carol 张")
+        expect(who.locator(".unread-col .person")).to_have_count(0)
+    finally:
+        for person in (alice, bob, carol):
+            person.close()
