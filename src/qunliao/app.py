@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -112,7 +113,11 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def build_services(
-    settings: Settings, *, clock: Clock | None = None, ids: IdGenerator | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    password_hasher: PasswordHasher | None = None,
 ) -> Services:
     clock = clock or SystemClock()
     ids = ids or IdGenerator()
@@ -128,7 +133,7 @@ def build_services(
 
     writer = MessageWriter(db, clock, on_committed)
     limiter = RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst)
-    accounts = AccountService(db, clock, ids, hub.revoke_devices)
+    accounts = AccountService(db, clock, ids, hub.revoke_devices, hasher=password_hasher)
     contacts = ContactService(db, clock, ids, accounts, on_committed)
     conversations = ConversationService(
         db,

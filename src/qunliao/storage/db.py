@@ -153,3 +153,8 @@ class Database:
 def _is_outage(exc: DBAPIError) -> bool:
     text = str(exc.orig).lower() if exc.orig is not None else ""
     return any(s in text for s in ("connection", "database is locked", "closed", "terminat"))
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    """A row as a plain dict (SQLAlchemy's key type is a str subclass orjson refuses)."""
+    return {str(key): value for key, value in row._mapping.items()}

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Column, String, Table, func, or_, select, upd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qunliao.storage.db import metadata
+from qunliao.storage.db import metadata, row_dict
 
 users = Table(
     "users",
@@ -169,7 +169,7 @@ async def list_devices(conn: AsyncConnection, user_id: str) -> list[dict[str, An
         .where(devices.c.user_id == user_id, devices.c.revoked_at.is_(None))
         .order_by(devices.c.created_at)
     )
-    return [dict(r._mapping) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def revoke_devices(

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Column, String, Table, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qunliao.storage.db import metadata
+from qunliao.storage.db import metadata, row_dict
 
 friend_requests = Table(
     "friend_requests",
@@ -54,7 +54,7 @@ async def get_request(conn: AsyncConnection, request_id: str) -> dict[str, Any] 
             select(*REQUEST_COLUMNS).where(friend_requests.c.request_id == request_id)
         )
     ).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else row_dict(row)
 
 
 async def pending_between(conn: AsyncConnection, from_id: str, to_id: str) -> dict[str, Any] | None:
@@ -67,7 +67,7 @@ async def pending_between(conn: AsyncConnection, from_id: str, to_id: str) -> di
             )
         )
     ).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else row_dict(row)
 
 
 async def insert_request(conn: AsyncConnection, request: dict[str, Any]) -> None:
@@ -93,7 +93,7 @@ async def requests_of(conn: AsyncConnection, user_id: str) -> list[dict[str, Any
         .order_by(friend_requests.c.created_at.desc())
         .limit(500)
     )
-    return [dict(r._mapping) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def are_contacts(conn: AsyncConnection, user_id: str, other_id: str) -> bool:
@@ -135,7 +135,7 @@ async def list_contacts(conn: AsyncConnection, user_id: str) -> list[dict[str, A
         .where(contacts.c.user_id == user_id)
         .order_by(contacts.c.since)
     )
-    return [dict(r._mapping) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def set_remark(conn: AsyncConnection, user_id: str, contact_id: str, remark: str) -> int:

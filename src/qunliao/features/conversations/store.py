@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Boolean, Column, String, Table, Text, select,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from qunliao.storage.db import metadata
+from qunliao.storage.db import metadata, row_dict
 
 conversations = Table(
     "conversations",
@@ -43,7 +43,7 @@ async def get(conn: AsyncConnection, conversation_id: str) -> dict[str, Any] | N
             select(conversations).where(conversations.c.conversation_id == conversation_id)
         )
     ).first()
-    return None if row is None else dict(row._mapping)
+    return None if row is None else row_dict(row)
 
 
 async def get_many(conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -54,7 +54,7 @@ async def get_many(conn: AsyncConnection, ids: list[str]) -> dict[str, dict[str,
                 conversations.c.conversation_id.in_(ids[start : start + 500])
             )
         )
-        found.update((r.conversation_id, dict(r._mapping)) for r in rows)
+        found.update((r.conversation_id, row_dict(r)) for r in rows)
     return found
 
 

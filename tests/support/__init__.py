@@ -1,0 +1,1 @@
+"""Shared test helpers: service URLs, throwaway databases, the in-process app."""
