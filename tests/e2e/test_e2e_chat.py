@@ -235,7 +235,9 @@ async def test_revoked_token_closes_the_socket_4401(
             with pytest.raises(QunliaoError) as ws_refused:
                 async with revoked.websocket() as ws:
                     await asyncio.wait_for(ws.next_event(), 5)
-            assert ws_refused.value.status == 401
+            # refused at the handshake (uvicorn turns a close before accept into HTTP 403) or
+            # accepted and closed with 4401: both are what docs/api.md allows
+            assert ws_refused.value.status in (401, 403)
 
         # "log out all other devices" from a fresh login closes the phone's socket too
         laptop = await alice.device(server.url, "laptop again")
