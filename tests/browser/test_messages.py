@@ -47,17 +47,23 @@ def test_offline_queue_delivers_once(browser: Browser, server_url: str) -> None:
             "sent while offline 离线",
             "second offline message",
         ]
-        bob.page.wait_for_timeout(1500)
+        # Bob writes while Alice is away: her socket resumes and gets it once, no gap.
+        send(bob, "while you were away")
+        expect(sent_messages(bob.page, "while you were away")).to_have_count(1)
+        bob.page.wait_for_timeout(1000)
         expect(any_messages(bob.page, "sent while offline 离线")).to_have_count(0)
+        expect(any_messages(alice.page, "while you were away")).to_have_count(0)
 
         alice.context.set_offline(False)
         expect(pending).to_have_count(0, timeout=15000)
+        expect(sent_messages(alice.page, "while you were away")).to_have_count(1)
         for page in (alice.page, bob.page):
             expect(sent_messages(page, "sent while offline 离线")).to_have_count(1)
             expect(sent_messages(page, "second offline message")).to_have_count(1)
         # In order, and still exactly once after a reload on both sides.
         texts = bob.page.locator(".messages li.msg .bubble > .text").all_inner_texts()
-        assert texts[-2:] == ["sent while offline 离线", "second offline message"]
+        assert texts.index("sent while offline 离线") + 1 == texts.index("second offline message")
+        assert len(texts) == len(set(texts)) == 4
         for person in (alice, bob):
             person.page.reload()
             open_chat(person, "Bob" if person is alice else "Alice")

@@ -30,6 +30,9 @@ export class Store {
     this.typing = new Map(); // conversation_id → Map(user_id → expires_at)
     this.quoted = new Map(); // message_id → message fetched for a reply quote
     this.activeId = null;
+    // The newest sync token seen on the socket. Kept in memory only: after a reload the lists are
+    // fetched fresh, so replaying days of events from an old token would be wasted work.
+    this.since = null;
     this.status = "offline";
     this.outbox = null;
     this.socket = null;
@@ -98,7 +101,7 @@ export class Store {
     this.outbox = new Outbox(`qunliao.outbox.${this.me.user_id}`);
     this.socket = new Socket({
       getToken: () => this.session && this.session.access_token,
-      getSince: () => localStorage.getItem(this.sinceKey()),
+      getSince: () => this.since,
       onFrame: (frame) => this.handleFrame(frame),
       onStatus: (status) => {
         this.status = status;
@@ -113,10 +116,6 @@ export class Store {
     this.flushTimer = setInterval(() => this.flush(), 3000);
     await Promise.allSettled([this.loadConversations(), this.loadContacts()]);
     this.flush();
-  }
-
-  sinceKey() {
-    return `qunliao.since.${this.me ? this.me.user_id : ""}`;
   }
 
   async checkSession() {
@@ -506,7 +505,7 @@ export class Store {
 
   // --- frames from the socket -------------------------------------------------------------------
   handleFrame(frame) {
-    if (frame.token && this.me) localStorage.setItem(this.sinceKey(), frame.token);
+    if (frame.token) this.since = frame.token;
     switch (frame.type) {
       case "ack": {
         const entry = this.outbox && this.outbox.find(frame.client_txn_id);
@@ -522,7 +521,7 @@ export class Store {
         return;
       }
       case "synced":
-        if (frame.next_token && this.me) localStorage.setItem(this.sinceKey(), frame.next_token);
+        if (frame.next_token) this.since = frame.next_token;
         return;
       case "pong":
         return;

@@ -97,7 +97,7 @@ export class ChatView {
       this.subtitleEl.classList.add("typing");
     } else {
       this.subtitleEl.classList.remove("typing");
-      this.subtitleEl.textContent = conv.kind === "group" ? t("members_n", { n: conv.member_count || store.members.get(this.id)?.size || 0 }) : "";
+      this.subtitleEl.textContent = "";
     }
     this.infoButton.hidden = conv.kind !== "group";
     const announcement = conv.kind === "group" ? (conv.announcement || "").trim() : "";

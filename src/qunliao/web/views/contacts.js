@@ -117,7 +117,7 @@ export function contactDetail(store, userId, { back, openChat }) {
           e.preventDefault();
           try {
             await store.act(store.http.setRemark(userId, remark.value.trim()));
-            toast(t("save"));
+            toast(t("saved"));
           } catch (err) {
             fail(err);
           }

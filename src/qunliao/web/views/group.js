@@ -60,7 +60,7 @@ export function openGroupInfo(store, conversationId) {
           if (!Object.keys(fields).length) return;
           try {
             await store.updateConversation(conversationId, fields);
-            toast(t("save"));
+            toast(t("saved"));
           } catch (err) {
             fail(err);
           }

@@ -159,7 +159,7 @@ export class Shell {
       this.main.replaceChildren(contactDetail(this.store, this.contactId, { back: () => this.back(), openChat: (id) => this.openChat(id) }));
       detail = true;
     } else {
-      this.main.replaceChildren(h("div", { class: "empty-pane" }, h("span", { class: "logo big", "aria-hidden": "true" }, "群"), h("p", {}, t("pick_chat"))));
+      this.main.replaceChildren(h("div", { class: "empty-pane" }, h("span", { class: "logo big", "aria-hidden": "true" }, "群"), h("p", {}, this.tab === "chats" ? t("pick_chat") : t("pick_contact"))));
     }
     this.shell.dataset.view = detail ? "detail" : "list";
     if (this.list) this.list.render();
