@@ -43,8 +43,15 @@ def free_port() -> int:
 class ServerProcess:
     """One `qunliao serve` process; can be killed (SIGKILL) and started again on the same port."""
 
-    def __init__(self, database_url: str, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        workdir: Path,
+        port: int | None = None,
+        extra_args: list[str] | None = None,
+    ) -> None:
         self.database_url = database_url
+        self.extra_args = list(extra_args or [])
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -74,6 +81,7 @@ class ServerProcess:
                 str(self.port),
                 "--database-url",
                 self.database_url,
+                *self.extra_args,
             ],
             cwd=self.workdir,
             env=env,
@@ -167,18 +175,24 @@ def _run_postgres(admin_url: str, sql: str) -> None:
         pool.submit(asyncio.run, run()).result(timeout=60)
 
 
+def require_env(name: str, example: str) -> str:
+    """The service URL in env `name`; skip without it (fail when CI requires services)."""
+    value = os.environ.get(name)
+    if not value:
+        reason = f"{name} is not set (e.g. {example})"
+        if os.environ.get("QUNLIAO_REQUIRE_SERVICES"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return value
+
+
 @contextmanager
 def database(backend: str, workdir: Path) -> Iterator[str]:
     """A fresh, empty database URL: a new SQLite file, or a new PostgreSQL database (dropped)."""
     if backend == "sqlite":
         yield f"sqlite:///{workdir / 'q.db'}"
         return
-    admin_url = os.environ.get(POSTGRES_ENV)
-    if not admin_url:
-        reason = f"{POSTGRES_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/postgres)"
-        if os.environ.get("QUNLIAO_REQUIRE_SERVICES"):
-            pytest.fail(reason)
-        pytest.skip(reason)
+    admin_url = require_env(POSTGRES_ENV, "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"qunliao_e2e_{secrets.token_hex(6)}"
     _run_postgres(admin_url, f'CREATE DATABASE "{name}"')
     try:

@@ -63,6 +63,25 @@ async def test_http_send_is_idempotent(make_user: MakeUser) -> None:
     assert texts == ["once", "once"]
 
 
+async def test_concurrent_repeats_of_one_send_store_one_message(
+    server: ServerProcess, make_user: MakeUser
+) -> None:
+    """A client that gives up waiting and resends while the first try is still in flight, on
+    two sockets and over HTTP at once: one message, one answer for all."""
+    alice, bob = await make_user("alice"), await make_user("bob")
+    direct = await alice.client.create_direct(bob.user_id)
+    async with alice.client.websocket() as ws1, alice.client.websocket() as ws2:
+        for round_ in range(5):
+            txn, text = new_txn_id(), f"race {round_}"
+            results = await asyncio.gather(
+                *(ws.send_text(direct, text, client_txn_id=txn) for ws in (ws1, ws2) * 3),
+                *(alice.client.send_text(direct, text, client_txn_id=txn) for _ in range(4)),
+            )
+            assert len({(r.message_id, r.seq, r.sent_at) for r in results}) == 1, results
+    texts = [m["body"]["text"] for m in await alice.client.all_history(direct)]
+    assert texts == [f"race {i}" for i in range(5)]
+
+
 async def test_errors_have_the_one_shape(make_user: MakeUser) -> None:
     alice, bob, eve = await make_user("alice"), await make_user("bob"), await make_user("eve")
     direct = await alice.client.create_direct(bob.user_id)
