@@ -1,0 +1,162 @@
+"""Storage contract: the same tests on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from qunliao.core.clock import FakeClock
+from qunliao.core.errors import ApiError
+from qunliao.storage import spine
+from qunliao.storage.db import Database
+from qunliao.storage.group_commit import MessageWriter
+from qunliao.storage.migrate import migrate
+
+
+async def _stream(db: Database, stream_id: str, users: list[str]) -> None:
+    async with db.write() as tx:
+        await spine.create_stream(tx.conn, stream_id, "conversation", 0)
+        await spine.join_members(tx.conn, stream_id, users, "member", 0, 0)
+
+
+def _message(stream: str, text: str, txn: str | None = None, device: str = "d1") -> spine.NewEvent:
+    return spine.NewEvent(
+        stream_id=stream,
+        type=spine.MESSAGE,
+        sender_id="u1",
+        device_id=device,
+        client_txn_id=txn,
+        message_id=f"m_{stream}_{text}",
+        msg_type="text",
+        body={"text": text},
+    )
+
+
+async def test_append_assigns_increasing_seq_and_pos(migrated_url: str) -> None:
+    db = Database(migrated_url)
+    await db.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        await _stream(db, "c_b", ["u1"])
+        async with db.write() as tx:
+            stored = await spine.append_events(
+                tx.conn, [_message("c_a", "1"), _message("c_b", "1"), _message("c_a", "2")], 5
+            )
+        assert [(e.stream_id, e.seq) for e in stored] == [("c_a", 1), ("c_b", 1), ("c_a", 2)]
+        assert [e.pos for e in stored] == [1, 2, 3]
+        async with db.read() as conn:
+            assert await spine.max_position(conn) == 3
+            found, upto = await spine.events_for_user(conn, "u1", 0, 10)
+        assert [e.pos for e in found] == [1, 2, 3] and upto == 3
+    finally:
+        await db.close()
+
+
+async def test_rolled_back_write_leaves_no_trace(migrated_url: str) -> None:
+    db = Database(migrated_url)
+    await db.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        with pytest.raises(RuntimeError):
+            async with db.write() as tx:
+                await spine.append_events(tx.conn, [_message("c_a", "x")], 1)
+                raise RuntimeError("boom")
+        async with db.read() as conn:
+            assert await spine.max_position(conn) == 0
+            assert await spine.events_after(conn, 0, 10) == []
+    finally:
+        await db.close()
+
+
+async def test_group_commit_dedupes_and_detects_conflicts(migrated_url: str) -> None:
+    db = Database(migrated_url)
+    await db.start()
+    committed: list[spine.StoredEvent] = []
+    writer = MessageWriter(db, FakeClock(), committed.extend)
+    writer.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        await _stream(db, "c_b", ["u1"])
+        outcomes = await asyncio.gather(
+            *(writer.submit(_message("c_a", "same", txn="t1")) for _ in range(5)),
+            *(writer.submit(_message("c_a", f"n{i}", txn=f"n{i}")) for i in range(50)),
+        )
+        assert len({o.event.message_id for o in outcomes[:5]}) == 1
+        assert sum(not o.duplicate for o in outcomes[:5]) == 1
+        retry = await writer.submit(_message("c_a", "same", txn="t1"))
+        assert retry.duplicate and retry.event.seq == outcomes[0].event.seq
+        with pytest.raises(ApiError) as caught:
+            await writer.submit(_message("c_b", "same", txn="t1"))
+        assert caught.value.code == "conflict"
+        assert len(committed) == 51
+        assert writer.batches < 51  # concurrent sends shared commits
+    finally:
+        await writer.stop()
+        await db.close()
+
+
+async def test_visibility_follows_membership(migrated_url: str) -> None:
+    db = Database(migrated_url)
+    await db.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        async with db.write() as tx:
+            await spine.append_events(tx.conn, [_message("c_a", "before")], 1)
+            [joined] = await spine.append_events(
+                tx.conn, [spine.NewEvent(stream_id="c_a", type="members.added")], 2
+            )
+            await spine.join_members(tx.conn, "c_a", ["u2"], "member", joined.seq, 2)
+            await spine.append_events(tx.conn, [_message("c_a", "during")], 3)
+            [left] = await spine.append_events(
+                tx.conn, [spine.NewEvent(stream_id="c_a", type="members.removed")], 4
+            )
+            await spine.leave_members(tx.conn, "c_a", ["u2"], left.seq)
+            await spine.append_events(tx.conn, [_message("c_a", "after")], 5)
+        async with db.read() as conn:
+            found, _ = await spine.events_for_user(conn, "u2", 0, 100)
+            everything, _ = await spine.events_for_user(conn, "u1", 0, 100)
+        assert [e.type for e in found] == ["members.added", "message", "members.removed"]
+        assert len(everything) == 5
+        async with db.read() as conn:
+            assert (await spine.events_for_user(conn, "u3", 0, 100))[0] == []
+    finally:
+        await db.close()
+
+
+async def test_erase_message_removes_body_everywhere(migrated_url: str) -> None:
+    db = Database(migrated_url)
+    await db.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        async with db.write() as tx:
+            [message] = await spine.append_events(tx.conn, [_message("c_a", "secret")], 1)
+            await spine.append_events(
+                tx.conn,
+                [
+                    spine.NewEvent(
+                        stream_id="c_a",
+                        type="message.edited",
+                        message_id=message.message_id,
+                        body={"text": "secret2"},
+                    )
+                ],
+                2,
+            )
+            await spine.erase_message(tx.conn, message.message_id or "", 3)
+        async with db.read() as conn:
+            found = await spine.events_after(conn, 0, 10)
+        assert [e.body for e in found] == [None, None]
+        assert found[0].recalled_at == 3
+    finally:
+        await db.close()
+
+
+async def test_migrations_are_idempotent(migrated_url: str) -> None:
+    await migrate(migrated_url)  # a second run is a no-op
+    db = Database(migrated_url)
+    await db.start()
+    try:
+        assert await db.ping()
+    finally:
+        await db.close()
