@@ -27,6 +27,7 @@ export class Store {
     this.messages = new Map(); // conversation_id → Map(seq → message)
     this.history = new Map(); // conversation_id → {complete, loading}
     this.members = new Map(); // conversation_id → Map(user_id → member)
+    this.readIndex = new Map(); // conversation_id → sorted read_seq of the other members
     this.typing = new Map(); // conversation_id → Map(user_id → expires_at)
     this.quoted = new Map(); // message_id → message fetched for a reply quote
     this.activeId = null;
@@ -454,25 +455,39 @@ export class Store {
     const old = this.members.get(id);
     if (old) for (const [uid, m] of all) m.read_seq = Math.max(m.read_seq || 0, old.get(uid)?.read_seq || 0);
     this.members.set(id, all);
+    this.readIndex.delete(id);
     this.emit("members", id);
     this.emit("messages", id);
   }
 
   bumpReadSeq(conversationId, userId, seq) {
     const member = this.members.get(conversationId)?.get(userId);
-    if (member && (member.read_seq || 0) < seq) member.read_seq = seq;
+    if (member && (member.read_seq || 0) < seq) {
+      member.read_seq = seq;
+      this.readIndex.delete(conversationId);
+    }
   }
 
-  /** How many other members have not read my message at `seq` (null when members are unknown). */
+  /**
+   * How many other members have not read my message at `seq` (null when members are unknown).
+   * Backed by a sorted array of read positions so a 10,000-member group stays cheap to render.
+   */
   unreadCount(conversationId, seq) {
     const members = this.members.get(conversationId);
     if (!members || !members.size) return null;
-    let unread = 0;
-    for (const m of members.values()) {
-      if (m.user_id === this.me.user_id) continue;
-      if ((m.read_seq || 0) < seq) unread += 1;
+    let sorted = this.readIndex.get(conversationId);
+    if (!sorted) {
+      sorted = [...members.values()].filter((m) => m.user_id !== this.me.user_id).map((m) => m.read_seq || 0).sort((a, b) => a - b);
+      this.readIndex.set(conversationId, sorted);
     }
-    return unread;
+    let lo = 0;
+    let hi = sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sorted[mid] < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
   }
 
   receipts(conversationId, seq) {
@@ -585,6 +600,7 @@ export class Store {
         if (this.me && (ev.user_ids || []).includes(this.me.user_id)) {
           this.conversations.delete(id);
           this.members.delete(id);
+          this.readIndex.delete(id);
           if (this.activeId === id) this.setActive(null);
           this.emit("conversations");
           return;

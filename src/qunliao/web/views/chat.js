@@ -186,7 +186,7 @@ export class ChatView {
   maybeLoadOlder() {
     const s = this.scroller;
     const hist = this.store.historyOf(this.id);
-    if (hist.complete || hist.loading || !this.store.messagesOf(this.id).size) return;
+    if (!s.isConnected || hist.complete || hist.loading || !this.store.messagesOf(this.id).size) return;
     // Load when the top is near, or when the first page does not even fill the screen.
     if (s.scrollTop < NEAR_TOP_PX || s.scrollHeight <= s.clientHeight) {
       if (s.scrollTop < NEAR_TOP_PX && s.scrollHeight > s.clientHeight) this.stickToBottom = false;

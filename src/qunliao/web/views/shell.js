@@ -22,7 +22,9 @@ export class Shell {
       store.on("users", () => this.renderMe()),
     ];
     this.onKey = (e) => {
-      if (e.key === "Escape" && this.root.querySelector(".shell")?.dataset.view === "detail" && !document.querySelector("dialog[open]")) {
+      // At phone width Escape is "back" (like the system back gesture); on desktop it does nothing.
+      const phone = window.matchMedia("(max-width: 720px)").matches;
+      if (phone && e.key === "Escape" && this.shell?.dataset.view === "detail" && !document.querySelector("dialog[open]")) {
         this.back();
       }
     };
@@ -31,6 +33,7 @@ export class Shell {
   }
 
   destroy() {
+    document.title = "qunliao 群聊";
     for (const off of this.unsubscribe) off();
     document.removeEventListener("keydown", this.onKey);
     this.list?.destroy();
@@ -87,6 +90,7 @@ export class Shell {
     if (!this.tabsBox) return;
     const unread = this.store.sortedConversations().reduce((n, c) => n + (c.unread_count || 0), 0);
     const requests = this.store.pendingIncoming().length;
+    document.title = unread ? `(${unread > 99 ? "99+" : unread}) qunliao 群聊` : "qunliao 群聊";
     const tab = (name, label, badge) =>
       h("button", {
         class: `tab ${this.tab === name ? "current" : ""}`,
