@@ -157,6 +157,7 @@ def build_services(
         recall_window_s=settings.recall_window_s,
         edit_window_s=settings.edit_window_s,
     )
+    hub.observe_changes(conversations.forget_conversation)
     sync = SyncService(db, hub)
     gateway = Gateway(
         hub,

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import orjson
@@ -26,6 +26,8 @@ Visibility = dict[str, tuple[int, int | None]]
 MEMBERSHIP_TYPES = frozenset(
     {"conversation.created", "members.added", "members.removed", "member.updated"}
 )
+# Events after which cached permissions for the stream are stale.
+CHANGE_TYPES = MEMBERSHIP_TYPES | {"conversation.updated"}
 
 
 class EventSource(Protocol):
@@ -79,6 +81,7 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.polls_found = 0
+        self._observers: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -96,6 +99,10 @@ class Hub:
                 pass
             self._task = None
         await self._bus.close()
+
+    def observe_changes(self, observer: Callable[[str], None]) -> None:
+        """Call `observer(stream_id)` for every membership or settings event, from any process."""
+        self._observers.append(observer)
 
     # ------------------------------------------------------------ inputs
 
@@ -218,6 +225,9 @@ class Hub:
         for event in events:
             if event.pos <= self.pos:
                 continue
+            if event.type in CHANGE_TYPES:
+                for observer in self._observers:
+                    observer(event.stream_id)
             if self.connections:
                 await self._deliver_one(event)
             elif event.type in MEMBERSHIP_TYPES:

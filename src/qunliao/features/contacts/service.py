@@ -15,6 +15,7 @@ from qunliao.storage import spine
 from qunliao.storage.db import Database
 
 OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
+BLOCK_CACHE_S = 5.0
 
 
 class ContactService:
@@ -31,6 +32,7 @@ class ContactService:
         self._ids = ids
         self._accounts = accounts
         self._on_committed = on_committed
+        self._block_cache: dict[tuple[str, str], tuple[float, bool]] = {}
 
     async def _shape(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = await self._accounts.profiles(
@@ -159,20 +161,34 @@ class ContactService:
         await self._accounts.profile(user_id)
         async with self._db.write() as tx:
             await store.block(tx.conn, caller.user_id, user_id, self._clock.now_ms())
+        self._block_cache.pop((caller.user_id, user_id), None)
 
     async def do_unblock(self, caller: Principal, user_id: str) -> None:
         async with self._db.write() as tx:
             await store.unblock(tx.conn, caller.user_id, user_id)
+        self._block_cache.pop((caller.user_id, user_id), None)
 
     async def blocked(self, caller: Principal) -> list[str]:
         async with self._db.read() as conn:
             return await store.blocked_by_me(conn, caller.user_id)
 
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
-        """Raise forbidden when `recipient_id` has blocked `sender_id`."""
-        async with self._db.read() as conn:
-            if await store.is_blocked(conn, recipient_id, sender_id):
-                raise forbidden("you cannot message this user")
+        """Raise forbidden when `recipient_id` has blocked `sender_id`.
+
+        Cached briefly: this runs on every direct send. A block made through another process
+        takes effect within BLOCK_CACHE_S; through this one, at once.
+        """
+        key = (recipient_id, sender_id)
+        now = self._clock.monotonic()
+        cached = self._block_cache.get(key)
+        if cached is None or cached[0] < now:
+            async with self._db.read() as conn:
+                blocked = await store.is_blocked(conn, recipient_id, sender_id)
+            if len(self._block_cache) > 100_000:
+                self._block_cache.clear()
+            cached = self._block_cache[key] = (now + BLOCK_CACHE_S, blocked)
+        if cached[1]:
+            raise forbidden("you cannot message this user")
 
     async def search_users(self, caller: Principal, query: str, limit: int) -> list[dict[str, str]]:
         async with self._db.read() as conn:

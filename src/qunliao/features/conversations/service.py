@@ -13,6 +13,7 @@ from qunliao.core.principal import Principal
 from qunliao.features.accounts.service import AccountService
 from qunliao.features.contacts.service import ContactService
 from qunliao.features.conversations import store
+from qunliao.features.conversations.access import AccessCache
 from qunliao.storage import spine
 from qunliao.storage.db import Database, Tx
 
@@ -79,6 +80,7 @@ class ConversationService:
         self._contacts = contacts
         self._on_committed = on_committed
         self._max_members = max_group_members
+        self._access: AccessCache[Access] = AccessCache(clock.monotonic)
 
     # ---------------------------------------------------------------- access
 
@@ -86,6 +88,9 @@ class ConversationService:
         self, caller: Principal, conversation_id: str, *, allow_former: bool = False
     ) -> Access:
         """Load a conversation the caller belongs to; 404 if it does not exist, else 403."""
+        cached = self._access.get(conversation_id, caller.user_id)
+        if cached is not None and not allow_former:
+            return cached
         async with self._db.read() as conn:
             conversation = await store.get(conn, conversation_id)
             if conversation is None:
@@ -93,11 +98,24 @@ class ConversationService:
             member = await spine.get_member(conn, conversation_id, caller.user_id)
         if member is None or (not member.active and not allow_former):
             raise forbidden(f"you are not a member of conversation {conversation_id}")
-        return Access(conversation, member)
+        access = Access(conversation, member)
+        if member.active:
+            self._access.put(conversation_id, caller.user_id, access)
+        return access
+
+    def forget_conversation(self, conversation_id: str) -> None:
+        """Someone changed the conversation or its members: re-check access from storage."""
+        self._access.forget(conversation_id)
 
     async def _emit(self, tx: Tx, new: Sequence[spine.NewEvent]) -> list[spine.StoredEvent]:
         stored = await spine.append_events(tx.conn, new, self._clock.now_ms())
-        tx.on_commit(lambda: self._on_committed(stored))
+
+        def committed() -> None:
+            for event in stored:
+                self._access.forget(event.stream_id)
+            self._on_committed(stored)
+
+        tx.on_commit(committed)
         return stored
 
     # ---------------------------------------------------------------- create

@@ -1,0 +1,43 @@
+"""A per-process cache of verified memberships, for the send hot path.
+
+Entries are dropped when this process commits a change to the conversation and when the hub
+sees a membership or conversation event from any process, and expire after `ttl_s` regardless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class AccessCache(Generic[T]):
+    def __init__(
+        self, now: Callable[[], float], *, ttl_s: float = 30.0, max_entries: int = 200_000
+    ):
+        self._now = now
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, dict[str, tuple[float, T]]] = {}
+        self._size = 0
+
+    def get(self, conversation_id: str, user_id: str) -> T | None:
+        entry = self._entries.get(conversation_id, {}).get(user_id)
+        if entry is None or entry[0] < self._now():
+            return None
+        return entry[1]
+
+    def put(self, conversation_id: str, user_id: str, value: T) -> None:
+        if self._size >= self._max_entries:
+            self._entries.clear()
+            self._size = 0
+        users = self._entries.setdefault(conversation_id, {})
+        if user_id not in users:
+            self._size += 1
+        users[user_id] = (self._now() + self._ttl_s, value)
+
+    def forget(self, conversation_id: str) -> None:
+        dropped = self._entries.pop(conversation_id, None)
+        if dropped:
+            self._size -= len(dropped)
