@@ -35,8 +35,10 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Everything here that drives chromium is `browser`; the serving tests need no browser."""
     for item in items:
-        if "tests/browser" in str(item.path).replace(os.sep, "/"):
+        in_here = Path(str(item.path)).resolve().is_relative_to(Path(__file__).parent)
+        if in_here and "browser" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.browser)
 
 

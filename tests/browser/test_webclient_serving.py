@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -19,13 +23,23 @@ async def _api(request: Request) -> JSONResponse:
     return JSONResponse({"api": True})
 
 
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run in a thread of its own: the session's sync Playwright already owns this thread's loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
+
+
 def _client() -> httpx.AsyncClient:
     app = Starlette(routes=[Route("/api/v1/thing", _api), Route("/healthz", _api)])
     mount_web_client(app)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
 
 
-async def test_index_and_assets_carry_security_and_cache_headers() -> None:
+def test_index_and_assets_carry_security_and_cache_headers() -> None:
+    _run(_test_index_and_assets_carry_security_and_cache_headers())
+
+
+async def _test_index_and_assets_carry_security_and_cache_headers() -> None:
     async with _client() as client:
         index = await client.get("/")
         assert index.status_code == 200
@@ -46,7 +60,11 @@ async def test_index_and_assets_carry_security_and_cache_headers() -> None:
         assert (await client.get("/style.css")).headers["content-type"].startswith("text/css")
 
 
-async def test_etag_revalidation_answers_304() -> None:
+def test_etag_revalidation_answers_304() -> None:
+    _run(_test_etag_revalidation_answers_304())
+
+
+async def _test_etag_revalidation_answers_304() -> None:
     async with _client() as client:
         first = await client.get("/app.js")
         again = await client.get("/app.js", headers={"If-None-Match": first.headers["etag"]})
@@ -56,7 +74,11 @@ async def test_etag_revalidation_answers_304() -> None:
         assert changed.status_code == 200
 
 
-async def test_api_routes_are_not_shadowed_and_unknown_paths_are_404() -> None:
+def test_api_routes_are_not_shadowed_and_unknown_paths_are_404() -> None:
+    _run(_test_api_routes_are_not_shadowed_and_unknown_paths_are_404())
+
+
+async def _test_api_routes_are_not_shadowed_and_unknown_paths_are_404() -> None:
     async with _client() as client:
         assert (await client.get("/api/v1/thing")).json() == {"api": True}
         assert (await client.get("/healthz")).json() == {"api": True}
