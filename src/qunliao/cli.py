@@ -89,6 +89,7 @@ def serve(
         workers=settings.workers,
         log_level="debug" if settings.log_level == "debug" else "warning",  # no tokens in logs
         ws_max_size=1 << 20,
+        ws_per_message_deflate=False,  # compression costs more CPU than chat frames save
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         access_log=False,
         proxy_headers=False,
