@@ -49,9 +49,11 @@ class ServerProcess:
         workdir: Path,
         port: int | None = None,
         extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.database_url = database_url
         self.extra_args = list(extra_args or [])
+        self.extra_env = dict(env or {})
         self.workdir = workdir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -66,6 +68,7 @@ class ServerProcess:
             p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p
         )
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)
         self._log = self.log_path.open("ab")
         self._log.write(f"\n=== start #{self.starts + 1} ===\n".encode())
         self._log.flush()

@@ -23,7 +23,14 @@ from typing import Any
 
 import pytest
 
-from qunliao.sdk import Client, QunliaoConnectionError, QunliaoError, RetryPolicy, SendResult
+from qunliao.sdk import (
+    Client,
+    QunliaoConnectionError,
+    QunliaoError,
+    RetryPolicy,
+    SendResult,
+    WebSocketConnection,
+)
 
 from .helpers import PASSWORD, ServerProcess
 
@@ -31,6 +38,7 @@ pytestmark = pytest.mark.e2e
 
 KILLS = 5
 PACE = 0.03  # seconds between one sender's sends: well under the default rate limit
+BURST_WORKERS = 8  # dave's device keeps this many HTTP sends in flight (no rate limit)
 RETRY = RetryPolicy(total=30.0, initial_delay=0.05, max_delay=0.5)
 
 
@@ -59,14 +67,14 @@ async def login(url: str, username: str, device: str) -> Client:
     return client
 
 
-async def http_sender(run: Run, name: str, client: Client) -> None:
+async def http_sender(run: Run, name: str, client: Client, pace: float = PACE) -> None:
     index = 0
     while not run.stop.is_set():
         txn, text = f"{name}-{index}-{secrets.token_hex(4)}", f"{name} #{index}"
         result = await client.send_text(run.group, text, client_txn_id=txn)
         run.sent.append(Sent(name, index, txn, text, result, result.attempts, client))
         index += 1
-        await asyncio.sleep(PACE)
+        await asyncio.sleep(pace)
 
 
 async def ws_sender(run: Run, name: str, client: Client) -> None:
@@ -133,11 +141,13 @@ async def test_kill_9_during_concurrent_sends_loses_nothing(
     fresh_backend: tuple[str, Path],
 ) -> None:
     database_url, workdir = fresh_backend
-    server = ServerProcess(database_url, workdir)
+    # dave's burst keeps many sends in flight at each kill: some are committed, never answered
+    unlimited = {"QUNLIAO_RATE_LIMIT_PER_S": "100000", "QUNLIAO_RATE_LIMIT_BURST": "100000"}
+    server = ServerProcess(database_url, workdir, env=unlimited)
     await server.astart()
     clients: list[Client] = []
     try:
-        names = {who: f"{who}_{secrets.token_hex(3)}" for who in ("alice", "bob", "carol")}
+        names = {who: f"{who}_{secrets.token_hex(3)}" for who in ("alice", "bob", "carol", "dave")}
         user_ids = {}
         async with Client(server.url) as registrar:
             for who, username in names.items():
@@ -147,9 +157,11 @@ async def test_kill_9_during_concurrent_sends_loses_nothing(
         bob_http = await login(server.url, names["bob"], "bob-http")
         bob_ws = await login(server.url, names["bob"], "bob-ws")
         carol = await login(server.url, names["carol"], "carol-listener")
-        clients += [alice_http, alice_ws, bob_http, bob_ws, carol]
+        dave = await login(server.url, names["dave"], "dave-burst")
+        clients += [alice_http, alice_ws, bob_http, bob_ws, carol, dave]
 
-        group = await alice_http.create_group([user_ids["bob"], user_ids["carol"]], "crash")
+        others = [user_ids["bob"], user_ids["carol"], user_ids["dave"]]
+        group = await alice_http.create_group(others, "crash")
         token = None
         while True:  # carol's token as of now, so her listen() is gap-free from here
             page = await carol.sync(token, limit=1000)
@@ -164,6 +176,10 @@ async def test_kill_9_during_concurrent_sends_loses_nothing(
             asyncio.create_task(ws_sender(run, "alice-ws", alice_ws)),
             asyncio.create_task(http_sender(run, "bob-http", bob_http)),
             asyncio.create_task(ws_sender(run, "bob-ws", bob_ws)),
+            *(
+                asyncio.create_task(http_sender(run, f"dave-burst{i}", dave, pace=0.0))
+                for i in range(BURST_WORKERS)
+            ),
         ]
         rng = random.Random()
         restarts = await killer(server, rng)
@@ -177,8 +193,10 @@ async def test_kill_9_during_concurrent_sends_loses_nothing(
         await check_listener(run, listening)
 
         retried = sum(1 for s in run.sent if s.attempts > 1)
+        replayed = sum(1 for s in run.sent if s.attempts > 1 and s.result.duplicate)
         print(
-            f"\ncrash test: {len(run.sent)} acked sends, {retried} needed retries, "
+            f"\ncrash test: {len(run.sent)} acked sends, {retried} needed retries "
+            f"({replayed} answered as repeats: committed before the kill), "
             f"{server.starts} server starts, restart-to-healthy {[round(r, 2) for r in restarts]} s"
         )
         assert retried > 0, "no send was ever interrupted: the test proved nothing"
@@ -263,3 +281,77 @@ async def check_listener(run: Run, listening: asyncio.Task[None]) -> None:
     assert not {m: n for m, n in heard.items() if n > 1}, "listen() delivered repeats"
     seqs = [e["seq"] for e in run.heard]
     assert seqs == sorted(seqs), "listen() delivered out of seq order"
+
+
+async def test_kill_9_between_commit_and_ack(fresh_backend: tuple[str, Path]) -> None:
+    """Pipeline sends on one socket and kill the server just after acks start to flow, a few
+    times with different delays: sends that were committed but never acknowledged must come
+    back (over HTTP, same device) as repeats of the original, never as second messages."""
+    database_url, workdir = fresh_backend
+    unlimited = {"QUNLIAO_RATE_LIMIT_PER_S": "100000", "QUNLIAO_RATE_LIMIT_BURST": "100000"}
+    server = ServerProcess(database_url, workdir, env=unlimited)
+    await server.astart()
+    try:
+        async with Client(server.url, timeout=5.0, retry=RETRY) as client:
+            username = f"erin_{secrets.token_hex(3)}"
+            await client.register(username, PASSWORD, "Erin")
+            await client.login(username, PASSWORD, "erin-phone")
+            conversation = await client.create_direct(str(client.user_id))
+            all_txns: list[str] = []
+            answers: dict[str, SendResult] = {}
+            stats = []
+            semaphore = asyncio.Semaphore(16)
+            for round_, delay in enumerate(DELAYS_AFTER_FIRST_ACK):
+                txns = [f"pipe{round_}-{i}-{secrets.token_hex(3)}" for i in range(PIPELINE)]
+                all_txns += txns
+                acked = await pipeline_then_kill(server, client, conversation, txns, delay)
+                await server.astart()
+
+                async def again(txn: str) -> None:
+                    async with semaphore:
+                        answers[txn] = await client.send_text(conversation, txn, client_txn_id=txn)
+
+                await asyncio.gather(*(again(txn) for txn in txns))
+                for txn, result in acked.items():
+                    assert answers[txn] == result and answers[txn].duplicate, txn
+                unacked = [txn for txn in txns if txn not in acked]
+                stats.append((len(acked), sum(1 for txn in unacked if answers[txn].duplicate)))
+
+            history = await client.all_history(conversation)
+            texts = Counter(m["body"]["text"] for m in history)
+            assert texts == Counter(all_txns), "a send is missing or stored twice"
+            by_text = {m["body"]["text"]: m for m in history}
+            for txn in all_txns:
+                assert by_text[txn]["message_id"] == answers[txn].message_id
+            seqs = [m["seq"] for m in history]
+            assert seqs == sorted(set(seqs))
+            print(f"\ncommit/ack window, per round (acked, committed but unacked): {stats}")
+    except BaseException:
+        print(server.log_tail(80))
+        raise
+    finally:
+        server.stop()
+
+
+PIPELINE = 300
+DELAYS_AFTER_FIRST_ACK = [0.0, 0.005, 0.02]
+
+
+async def pipeline_then_kill(
+    server: ServerProcess, client: Client, conversation: str, txns: list[str], delay: float
+) -> dict[str, SendResult]:
+    first_ack = asyncio.Event()
+    acked: dict[str, SendResult] = {}
+
+    async def one(ws: WebSocketConnection, txn: str) -> None:
+        with contextlib.suppress(QunliaoConnectionError):
+            acked[txn] = await ws.send_text(conversation, txn, client_txn_id=txn)
+            first_ack.set()
+
+    async with client.websocket() as ws:
+        sending = [asyncio.create_task(one(ws, txn)) for txn in txns]
+        await asyncio.wait_for(first_ack.wait(), 10)
+        await asyncio.sleep(delay)
+        server.kill()
+        await asyncio.gather(*sending)
+    return acked
