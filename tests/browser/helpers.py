@@ -40,6 +40,7 @@ class Person:
     dialogs: list[str] = field(default_factory=list)
     csp_errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
+    accept_dialogs: bool = False
 
     def close(self) -> None:
         self.context.close()
@@ -65,8 +66,11 @@ def open_person(
     person = Person(unique(prefix), display_name, context, page)
 
     def on_dialog(dialog: Dialog) -> None:
-        person.dialogs.append(f"{dialog.type}: {dialog.message}")
-        dialog.dismiss()
+        if person.accept_dialogs:
+            dialog.accept()
+        else:
+            person.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
 
     def on_console(message: ConsoleMessage) -> None:
         if "Content Security Policy" in message.text:

@@ -59,3 +59,47 @@ def test_group_third_member_joins_and_receipts_update_live(
     finally:
         for person in (alice, bob, carol):
             person.close()
+
+
+def test_group_rename_announcement_remove_and_leave(browser: Browser, server_url: str) -> None:
+    alice = open_person(browser, server_url, "Alice", prefix="alice")
+    bob = open_person(browser, server_url, "Bob", prefix="bob")
+    carol = open_person(browser, server_url, "Carol", prefix="carol")
+    try:
+        start_chat(alice, [bob, carol], title="Old name")
+        send(alice, "welcome")
+        open_chat(bob, "Old name")
+        open_chat(carol, "Old name")
+
+        alice.page.get_by_role("button", name="Group info").click()
+        sheet = alice.page.get_by_role("dialog", name="Group info")
+        sheet.get_by_label("Group name").fill("新名字 New name")
+        sheet.get_by_label("Announcement").fill("公告：周五发布")
+        sheet.get_by_role("button", name="Save").click()
+        expect(bob.page.locator(".chat-title")).to_have_text("新名字 New name (3)")
+        expect(bob.page.locator(".announcement")).to_contain_text("公告：周五发布")
+
+        # Only owner and admins manage: Bob's sheet is read-only, without remove buttons.
+        bob.page.get_by_role("button", name="Group info").click()
+        bob_sheet = bob.page.get_by_role("dialog", name="Group info")
+        expect(bob_sheet.get_by_label("Group name")).to_have_attribute("readonly", "")
+        expect(bob_sheet.get_by_role("button", name="Remove Carol")).to_have_count(0)
+        bob.page.keyboard.press("Escape")
+
+        # Alice removes Carol: the group disappears from Carol's list.
+        sheet.get_by_role("button", name="Remove Carol").click()
+        expect(sheet.locator(".members .person")).to_have_count(2)
+        expect(carol.page.locator(".conv", has_text="新名字 New name")).to_have_count(0)
+        sheet.get_by_role("button", name="Close").click()
+
+        # Bob leaves.
+        bob.accept_dialogs = True  # the "Leave this group?" confirmation
+        bob.page.get_by_role("button", name="Group info").click()
+        bob.page.get_by_role("dialog", name="Group info").get_by_role(
+            "button", name="Leave group"
+        ).click()
+        expect(bob.page.locator(".conv", has_text="新名字 New name")).to_have_count(0)
+        expect(alice.page.locator(".chat-title")).to_have_text("新名字 New name (1)")
+    finally:
+        for person in (alice, bob, carol):
+            person.close()
