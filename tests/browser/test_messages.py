@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from playwright.sync_api import Browser, expect
+from playwright.sync_api import Error as PlaywrightError
 
 from .helpers import (
     any_messages,
@@ -17,6 +19,10 @@ from .helpers import (
 )
 
 XSS = "<img src=x onerror=alert(1)>"
+OUTBOX_SIZES = (
+    "() => Object.keys(localStorage).filter((k) => k.startsWith('qunliao.outbox.'))"
+    ".map((k) => JSON.parse(localStorage.getItem(k)).length)"
+)
 
 
 def test_offline_queue_delivers_once(browser: Browser, server_url: str) -> None:
@@ -68,10 +74,21 @@ def test_offline_queue_delivers_once(browser: Browser, server_url: str) -> None:
             person.page.reload()
             open_chat(person, "Bob" if person is alice else "Alice")
             expect(sent_messages(person.page, "sent while offline 离线")).to_have_count(1)
-        assert alice.page.evaluate(
-            "() => Object.keys(localStorage).filter((k) => k.startsWith('qunliao.outbox.'))"
-            ".map((k) => JSON.parse(localStorage.getItem(k)).length)"
-        ) == [0]
+        assert alice.page.evaluate(OUTBOX_SIZES) == [0]
+
+        # The queue survives a reload: queue offline, reload (fails offline), come back.
+        alice.context.set_offline(True)
+        expect(alice.page.locator(".conn")).to_be_visible()
+        send(alice, "queued across a reload")
+        expect(pending).to_have_count(1)
+        with contextlib.suppress(PlaywrightError):
+            alice.page.reload(timeout=5000)
+        alice.context.set_offline(False)
+        alice.page.goto("/")
+        open_chat(alice, "Bob")
+        expect(sent_messages(alice.page, "queued across a reload")).to_have_count(1)
+        expect(sent_messages(bob.page, "queued across a reload")).to_have_count(1)
+        assert alice.page.evaluate(OUTBOX_SIZES) == [0]
     finally:
         alice.close()
         bob.close()
