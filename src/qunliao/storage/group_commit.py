@@ -15,6 +15,7 @@ from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, conflict
 from qunliao.storage import spine
 from qunliao.storage.db import Database
+from qunliao.storage.fast_append import BatchWriter, TxnKey, batch_writer, txn_key
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,12 @@ class MessageWriter:
         self._clock = clock
         self._on_committed = on_committed
         self._max_batch = max_batch
+        self._backend: BatchWriter = batch_writer(db)
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.committed = 0
+        self.largest_batch = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -103,59 +106,32 @@ class MessageWriter:
                     self._queue.task_done()
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        outcomes: dict[int, SendOutcome] = {}
-        errors: dict[int, ApiError] = {}
-        fresh: list[tuple[int, spine.NewEvent]] = []
-        async with self._db.write() as tx:
-            pos = await spine.lock_position(tx.conn)
-            keys = [
-                (p.event.device_id or "", p.event.client_txn_id or "")
-                for p in batch
-                if p.event.device_id and p.event.client_txn_id
-            ]
-            existing = await spine.find_txns(tx.conn, keys)
-            first_in_batch: dict[tuple[str, str], int] = {}
-            for index, item in enumerate(batch):
-                key = (item.event.device_id or "", item.event.client_txn_id or "")
-                stored = existing.get(key)
-                if stored is not None:
-                    if _same_send(stored, item.event):
-                        outcomes[index] = SendOutcome(stored, duplicate=True)
-                    else:
-                        errors[index] = conflict(
-                            "client_txn_id was already used for another message"
-                        )
-                    continue
-                if key in first_in_batch:
-                    continue  # resolved from the first copy below
-                first_in_batch[key] = index
-                fresh.append((index, item.event))
-            stored_events = await spine.append_events(
-                tx.conn, [e for _, e in fresh], self._clock.now_ms(), locked_pos=pos
-            )
-            for (index, _), stored in zip(fresh, stored_events, strict=True):
-                outcomes[index] = SendOutcome(stored, duplicate=False)
-            await spine.advance_reads(
-                tx.conn,
-                [(s.stream_id, s.sender_id, s.seq) for s in stored_events if s.sender_id],
-            )
-            if stored_events:
-                tx.on_commit(lambda: self._on_committed(stored_events))
+        events = [item.event for item in batch]
+        result = await self._backend.commit(events, self._clock.now_ms())
         self.batches += 1
-        self.committed += len(stored_events)
+        self.committed += len(result.stored)
+        self.largest_batch = max(self.largest_batch, len(batch))
+        if result.stored:
+            self._on_committed(result.stored)
+        stored_now = dict(zip(result.fresh, result.stored, strict=True))
+        first: dict[TxnKey, spine.StoredEvent] = {}
         for index, item in enumerate(batch):
+            key = txn_key(item.event)
+            if index in stored_now:
+                outcome: SendOutcome | ApiError = SendOutcome(stored_now[index], duplicate=False)
+                if key is not None:
+                    first[key] = stored_now[index]
+            else:
+                assert key is not None  # only repeats of a txn id are not stored
+                earlier = result.existing.get(key) or first[key]
+                outcome = (
+                    SendOutcome(earlier, duplicate=True)
+                    if _same_send(earlier, item.event)
+                    else conflict("client_txn_id was already used for another message")
+                )
             if item.future.done():
                 continue  # the caller went away; the send is stored and a retry will find it
-            if index in outcomes:
-                item.future.set_result(outcomes[index])
-            elif index in errors:
-                item.future.set_exception(errors[index])
+            if isinstance(outcome, ApiError):
+                item.future.set_exception(outcome)
             else:
-                key = (item.event.device_id or "", item.event.client_txn_id or "")
-                twin = outcomes[first_in_batch[key]]
-                if _same_send(twin.event, item.event):
-                    item.future.set_result(SendOutcome(twin.event, duplicate=True))
-                else:
-                    item.future.set_exception(
-                        conflict("client_txn_id was already used for another message")
-                    )
+                item.future.set_result(outcome)

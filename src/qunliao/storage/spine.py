@@ -216,6 +216,57 @@ async def lock_position(conn: AsyncConnection) -> int:
     return int(pos)
 
 
+INSERT_COLUMNS = (
+    "pos", "stream_id", "seq", "type", "sender_id", "device_id", "client_txn_id", "message_id",
+    "msg_type", "body", "reply_to", "mentions", "sent_at", "edited_at", "recalled_at", "data",
+)  # fmt: skip
+
+
+@dataclass
+class AppendPlan:
+    """What appending events writes: rows (in INSERT_COLUMNS order), stream counters, position."""
+
+    rows: list[tuple[Any, ...]]
+    stored: list[StoredEvent]
+    stream_updates: list[tuple[str, int, int | None]]  # stream_id, last_seq, last_message_seq
+    pos: int
+
+
+def plan_append(
+    new: Sequence[NewEvent], last_seq: dict[str, int], pos: int, now_ms: int
+) -> AppendPlan:
+    """Assign `pos` and per-stream `seq` to events, in order. Pure: backends do the I/O."""
+    missing = {e.stream_id for e in new} - last_seq.keys()
+    if missing:
+        raise LookupError(f"unknown streams {sorted(missing)}")
+    seqs = dict(last_seq)
+    last_message: dict[str, int] = {}
+    rows: list[tuple[Any, ...]] = []
+    stored: list[StoredEvent] = []
+    for item in new:
+        pos += 1
+        seq = seqs[item.stream_id] = seqs[item.stream_id] + 1
+        if item.type == MESSAGE:
+            last_message[item.stream_id] = seq
+        rows.append((
+            pos, item.stream_id, seq, item.type, item.sender_id, item.device_id,
+            item.client_txn_id, item.message_id, item.msg_type, _dumps(item.body), item.reply_to,
+            _dumps(item.mentions) if item.mentions else None, now_ms, None, None,
+            _dumps(item.data) if item.data else None,
+        ))  # fmt: skip
+        stored.append(
+            StoredEvent(
+                pos=pos, stream_id=item.stream_id, seq=seq, type=item.type, sent_at=now_ms,
+                sender_id=item.sender_id, message_id=item.message_id, msg_type=item.msg_type,
+                body=item.body, reply_to=item.reply_to, mentions=item.mentions or None,
+                edited_at=None, recalled_at=None, data=item.data,
+            )
+        )  # fmt: skip
+    touched = sorted({e.stream_id for e in new})
+    updates = [(s, seqs[s], last_message.get(s)) for s in touched]
+    return AppendPlan(rows, stored, updates, pos)
+
+
 async def append_events(
     conn: AsyncConnection, new: Sequence[NewEvent], now_ms: int, *, locked_pos: int | None = None
 ) -> list[StoredEvent]:
@@ -227,60 +278,10 @@ async def append_events(
     rows = await conn.execute(
         select(streams.c.stream_id, streams.c.last_seq).where(streams.c.stream_id.in_(stream_ids))
     )
-    last_seq = {r.stream_id: int(r.last_seq) for r in rows}
-    missing = set(stream_ids) - last_seq.keys()
-    if missing:
-        raise LookupError(f"unknown streams {sorted(missing)}")
-    last_message: dict[str, int] = {}
-    inserts: list[dict[str, Any]] = []
-    stored: list[StoredEvent] = []
-    for item in new:
-        pos += 1
-        seq = last_seq[item.stream_id] = last_seq[item.stream_id] + 1
-        if item.type == MESSAGE:
-            last_message[item.stream_id] = seq
-        body = _dumps(item.body)
-        mentions = _dumps(item.mentions) if item.mentions else None
-        data = _dumps(item.data) if item.data else None
-        inserts.append(
-            {
-                "pos": pos,
-                "stream_id": item.stream_id,
-                "seq": seq,
-                "type": item.type,
-                "sender_id": item.sender_id,
-                "device_id": item.device_id,
-                "client_txn_id": item.client_txn_id,
-                "message_id": item.message_id,
-                "msg_type": item.msg_type,
-                "body": body,
-                "reply_to": item.reply_to,
-                "mentions": mentions,
-                "sent_at": now_ms,
-                "edited_at": None,
-                "recalled_at": None,
-                "data": data,
-            }
-        )
-        stored.append(
-            StoredEvent(
-                pos=pos,
-                stream_id=item.stream_id,
-                seq=seq,
-                type=item.type,
-                sent_at=now_ms,
-                sender_id=item.sender_id,
-                message_id=item.message_id,
-                msg_type=item.msg_type,
-                body=item.body,
-                reply_to=item.reply_to,
-                mentions=item.mentions or None,
-                edited_at=None,
-                recalled_at=None,
-                data=item.data,
-            )
-        )
-    await conn.execute(events.insert(), inserts)
+    plan = plan_append(new, {r.stream_id: int(r.last_seq) for r in rows}, pos, now_ms)
+    await conn.execute(
+        events.insert(), [dict(zip(INSERT_COLUMNS, r, strict=True)) for r in plan.rows]
+    )
     await conn.execute(
         update(streams)
         .where(streams.c.stream_id == _bind("b_stream_id"))
@@ -290,12 +291,14 @@ async def append_events(
             last_message_seq=func.coalesce(_bind("b_message_seq"), streams.c.last_message_seq),
         ),
         [
-            {"b_stream_id": s, "b_last_seq": last_seq[s], "b_message_seq": last_message.get(s)}
-            for s in stream_ids
+            {"b_stream_id": s, "b_last_seq": q, "b_message_seq": m}
+            for s, q, m in plan.stream_updates
         ],
     )
-    await conn.execute(update(stream_position).where(stream_position.c.id == 1).values(pos=pos))
-    return stored
+    await conn.execute(
+        update(stream_position).where(stream_position.c.id == 1).values(pos=plan.pos)
+    )
+    return plan.stored
 
 
 def _bind(name: str) -> Any:
