@@ -21,11 +21,11 @@ from .helpers import (
 )
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="session", params=BACKENDS)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    """A server shared by one module's tests (each test makes its own users)."""
+    """A server shared by the tests that do not stop it (each test makes its own users)."""
     with running_server(request.param, tmp_path_factory.mktemp(f"e2e-{request.param}")) as proc:
         yield proc
 
