@@ -78,6 +78,9 @@ class Hub:
         self._wake = asyncio.Event()
         self._advanced = asyncio.Event()
         self._local: list[StoredEvent] = []
+        # The highest position known to exist (own commits, bus wake-ups, sync callers): the
+        # hub reads the database only when it is behind this, or when its poll timer fires.
+        self._known = 0
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.polls_found = 0
@@ -136,8 +139,7 @@ class Hub:
             log.warning("bus: unreadable message dropped")
             return
         if kind == "wake":
-            if int(message.get("pos", 0)) > self.pos:
-                self._wake.set()
+            self._hint(int(message.get("pos", 0)))
         elif kind == "state":
             task = asyncio.get_running_loop().create_task(
                 self._deliver_state(message["s"], message["f"], message.get("x"))
@@ -181,7 +183,7 @@ class Hub:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            self._wake.set()  # the caller knows the database is ahead: look now
+            self._hint(pos)  # the caller has seen the database at `pos`: look now
             waiter = self._advanced
             try:
                 await asyncio.wait_for(waiter.wait(), remaining)
@@ -190,15 +192,22 @@ class Hub:
 
     # ------------------------------------------------------------ the loop
 
+    def _hint(self, pos: int) -> None:
+        if pos > self._known:
+            self._known = pos
+        if pos > self.pos:
+            self._wake.set()
+
     async def _run(self) -> None:
         while True:
+            poll = False
             try:
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
             except TimeoutError:
-                pass
+                poll = True  # a wake-up may have been lost: look anyway
             self._wake.clear()
             try:
-                await self._catch_up()
+                await self._catch_up(poll)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -206,20 +215,25 @@ class Hub:
                 await asyncio.sleep(0.2)
                 self._wake.set()
 
-    async def _catch_up(self) -> None:
+    async def _catch_up(self, poll: bool) -> None:
         while True:
             local, self._local = self._local, []
             local = [e for e in local if e.pos > self.pos]
-            if local and local[0].pos == self.pos + 1 and _contiguous(local):
-                await self._deliver(local)
-                continue
+            if local:
+                self._known = max(self._known, local[-1].pos)
+                if local[0].pos == self.pos + 1 and _contiguous(local):
+                    await self._deliver(local)
+                    continue
+            if not poll and self._known <= self.pos:
+                return
+            poll = False
             found = await self._source.events_after(self.pos, self._batch)
             if not found:
                 return
             self.polls_found += 1
             await self._deliver(found)
-            if len(found) < self._batch and not self._local:
-                return
+            if len(found) == self._batch:
+                poll = True
 
     async def _deliver(self, events: Sequence[StoredEvent]) -> None:
         for event in events:

@@ -52,12 +52,15 @@ class QunliaoError(Exception):
     @classmethod
     def from_frame(cls, error: object) -> QunliaoError:
         """Build from the `error` object of a WebSocket `error` frame."""
+        retry_after: float | None = None
         if isinstance(error, dict):
             code = str(error.get("code") or "unexpected")
             message = str(error.get("message") or "")
+            if isinstance(error.get("retry_after"), int | float):
+                retry_after = float(error["retry_after"])  # not in docs/api.md yet; honoured
         else:
             code, message = "unexpected", repr(error)
-        return cls(STATUS_BY_CODE.get(code), code, message)
+        return cls(STATUS_BY_CODE.get(code), code, message, retry_after=retry_after)
 
 
 class QunliaoConnectionError(QunliaoError):
