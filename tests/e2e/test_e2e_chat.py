@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -80,6 +81,26 @@ async def test_concurrent_repeats_of_one_send_store_one_message(
             assert len({(r.message_id, r.seq, r.sent_at) for r in results}) == 1, results
     texts = [m["body"]["text"] for m in await alice.client.all_history(direct)]
     assert texts == [f"race {i}" for i in range(5)]
+
+
+async def test_sdk_rides_out_real_rate_limiting(server: ServerProcess, make_user: MakeUser) -> None:
+    """Past the default burst (200) the server answers 429 + Retry-After; send_text waits and
+    retries with the same txn ids, so every message lands exactly once."""
+    if not server.database_url.startswith("sqlite"):
+        pytest.skip("rate limiting is in memory: once is enough")
+    alice = await make_user("alice")
+    notes = await alice.client.create_direct(alice.user_id)
+    results = await asyncio.gather(*(alice.client.send_text(notes, f"n{i}") for i in range(300)))
+    assert any(r.attempts > 1 for r in results), "expected some 429s past the burst"
+    async with alice.client.websocket() as ws:
+        answers = await asyncio.gather(
+            *(ws.send_text(notes, f"w{i}") for i in range(300)), return_exceptions=True
+        )
+    limited = [a for a in answers if isinstance(a, QunliaoError)]
+    assert limited and all(e.code == "rate_limited" and e.status == 429 for e in limited)
+    texts = Counter(m["body"]["text"] for m in await alice.client.all_history(notes))
+    assert set(texts.values()) == {1}
+    assert len(texts) == 300 + len(answers) - len(limited)
 
 
 async def test_errors_have_the_one_shape(make_user: MakeUser) -> None:

@@ -355,3 +355,15 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("soon") is None
     later = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 < (parse_retry_after(later) or 0) <= 30
+
+
+def test_error_frames_map_to_statuses() -> None:
+    error = QunliaoError.from_frame({"code": "rate_limited", "message": "slow", "retry_after": 2})
+    assert (error.status, error.code, error.message, error.retry_after) == (
+        429,
+        "rate_limited",
+        "slow",
+        2.0,
+    )
+    odd = QunliaoError.from_frame("garbage")
+    assert (odd.status, odd.code) == (None, "unexpected")
