@@ -146,3 +146,15 @@ async def test_two_nodes_deliver_everything_exactly_once(two_nodes: list[ServerP
             assert sorted(await sync_messages(client, group)) == sorted(sent_a + sent_b)
         history = await bob_b.all_history(group)
         assert [m["message_id"] for m in history] == [e["message_id"] for e in received[0]]
+
+        # a token from node A resumes on node B (a load balancer may send you anywhere)
+        token_from_a = ws_alice_a.last_token
+        assert token_from_a is not None
+        missed = [await bob_b.send_text(group, f"missed {i}") for i in range(5)]
+        alice_on_b = Client(node_b.url, access_token=alice_a.access_token)
+        async with alice_on_b, alice_on_b.websocket(since=token_from_a) as ws:
+            replayed = []
+            while (event := await asyncio.wait_for(ws.next_event(), 5))["type"] != "synced":
+                if event.get("type") == "message":
+                    replayed.append(event["message_id"])
+        assert replayed == [m.message_id for m in missed]
