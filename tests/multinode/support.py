@@ -294,6 +294,7 @@ class Acked:
     message_id: str
     seq: int
     attempts: int
+    duplicate: bool = False  # answered as a repeat: committed before an earlier try broke
 
 
 @dataclass
@@ -329,7 +330,15 @@ async def http_sender(
         txn = f"{name}-{index}-{secrets.token_hex(3)}"
         result = await client.send_text(conversation_id, txn, client_txn_id=txn)
         load.acked.append(
-            Acked(name, txn, conversation_id, result.message_id, result.seq, result.attempts)
+            Acked(
+                name,
+                txn,
+                conversation_id,
+                result.message_id,
+                result.seq,
+                result.attempts,
+                result.duplicate,
+            )
         )
         index += 1
         await asyncio.sleep(pace)
