@@ -121,7 +121,7 @@ def start_chat(person: Person, others: list[Person], title: str | None = None) -
 def open_chat(person: Person, title: str) -> None:
     page = person.page
     page.locator(".conv", has=page.locator(".conv-title", has_text=title)).first.click()
-    expect(page.locator(".chat-title")).to_contain_text(title)
+    expect(page.locator(".chat .chat-title")).to_contain_text(title)
 
 
 def send(person: Person, text: str) -> None:

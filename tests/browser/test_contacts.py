@@ -34,7 +34,8 @@ def test_friend_request_remark_and_block(browser: Browser, server_url: str) -> N
         # A chat started from the contact shows the remark as its title.
         alice.page.locator(".person.as-button", has_text="老李 (Bob)").click()
         alice.page.get_by_role("button", name="Send message").click()
-        expect(alice.page.locator(".chat-title")).to_have_text("老李 (Bob)")
+        expect(alice.page.get_by_label("Message", exact=True)).to_be_visible()
+        expect(alice.page.locator(".chat .chat-title")).to_have_text("老李 (Bob)")
 
         # Block and unblock.
         alice.page.get_by_role("button", name="Contacts").click()
