@@ -13,6 +13,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qunliao import __version__
@@ -31,6 +32,7 @@ from qunliao.features.messages import api as messages_api
 from qunliao.features.messages.service import MessageService
 from qunliao.features.sync import api as sync_api
 from qunliao.features.sync.service import SyncService
+from qunliao.metrics import Metrics
 from qunliao.realtime.bus import make_bus
 from qunliao.realtime.gateway import Gateway, GatewayHandlers
 from qunliao.realtime.hub import Hub, Visibility
@@ -95,6 +97,7 @@ class Services:
     conversations: ConversationService
     messages: MessageService
     sync: SyncService
+    metrics: Metrics
 
 
 def error_response(error: ApiError) -> Response:
@@ -121,17 +124,24 @@ def build_services(
 ) -> Services:
     clock = clock or SystemClock()
     ids = ids or IdGenerator()
+    metrics = Metrics()
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     hub = Hub(
         SpineSource(db),
         make_bus(settings.bus_url),
         poll_interval_s=settings.poll_interval_ms / 1000,
+        now_ms=SystemClock().now_ms,
+        on_lag=metrics.delivery_lag.observe,
     )
 
     def on_committed(events: Sequence[spine.StoredEvent]) -> None:
         hub.committed(events)
 
-    writer = MessageWriter(db, clock, on_committed)
+    def on_batch(size: int, seconds: float) -> None:
+        metrics.commit_batch.observe(size)
+        metrics.commit_seconds.observe(seconds)
+
+    writer = MessageWriter(db, clock, on_committed, on_batch=on_batch)
     limiter = RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst)
     accounts = AccountService(db, clock, ids, hub.revoke_devices, hasher=password_hasher)
     contacts = ContactService(db, clock, ids, accounts, on_committed)
@@ -158,7 +168,7 @@ def build_services(
         edit_window_s=settings.edit_window_s,
     )
     hub.observe_changes(conversations.forget_conversation)
-    sync = SyncService(db, hub)
+    sync = SyncService(db, hub, observe=metrics.sync_seconds.observe)
     gateway = Gateway(
         hub,
         GatewayHandlers(
@@ -170,10 +180,38 @@ def build_services(
             max_position=sync.max_position,
         ),
         queue_limit=settings.ws_queue_limit,
+        max_connections=settings.max_connections,
+        max_per_ip=settings.max_connections_per_ip,
     )
+    _register_readings(metrics, hub, writer, gateway)
     return Services(
-        settings, db, hub, writer, gateway, accounts, contacts, conversations, messages, sync
+        settings,
+        db,
+        hub,
+        writer,
+        gateway,
+        accounts,
+        contacts,
+        conversations,
+        messages,
+        sync,
+        metrics,
     )
+
+
+def _register_readings(metrics: Metrics, hub: Hub, writer: MessageWriter, gateway: Gateway) -> None:
+    metrics.counter("qunliao_messages_committed", "Messages stored by group commit",
+                    lambda: writer.committed)  # fmt: skip
+    metrics.counter("qunliao_commit_batches", "Group-commit transactions", lambda: writer.batches)
+    metrics.counter("qunliao_deliveries", "Events handed to sockets", lambda: hub.delivered)
+    metrics.counter("qunliao_hub_database_reads", "Hub reads that found events in the database",
+                    lambda: hub.polls_found)  # fmt: skip
+    metrics.gauge("qunliao_ws_connections", "Open WebSocket connections",
+                  lambda: gateway.connections)  # fmt: skip
+    metrics.counter("qunliao_ws_refused", "WebSocket connections refused by the limits",
+                    lambda: gateway.refused)  # fmt: skip
+    metrics.gauge("qunliao_bus_healthy", "1 while the bus is connected", lambda: hub.bus_healthy)
+    metrics.gauge("qunliao_hub_position", "Last global position delivered", lambda: hub.pos)
 
 
 def create_app(
@@ -250,6 +288,10 @@ def create_app(
             "position": svc.hub.pos,
         }
         return ORJSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process")
+    async def metrics() -> Response:
+        return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(accounts_api.router(svc.accounts, auth))
     app.include_router(contacts_api.router(svc.contacts, auth))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from qunliao.logs import configure_logging
 from qunliao.settings import ENV_PREFIX, Settings, load_settings
 
 cli = typer.Typer(help="qunliao (群聊): a self-hostable messaging server.", no_args_is_help=True)
@@ -40,7 +40,9 @@ def app_factory() -> Any:
     """Used by uvicorn (also in each worker process): settings come from the environment."""
     from qunliao.app import create_app
 
-    return create_app(load_settings(), auto_migrate=False)
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings, auto_migrate=False)
 
 
 @cli.command()
@@ -77,9 +79,7 @@ def serve(
     # Workers re-read settings from the environment, so pass every resolved value down.
     for name, value in settings.model_dump().items():
         os.environ[ENV_PREFIX + name.upper()] = str(value)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
     console.print(f"qunliao serving on http://{settings.host}:{settings.port}")
     uvicorn.run(
         "qunliao.cli:app_factory",
@@ -88,6 +88,7 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level="debug" if settings.log_level == "debug" else "warning",  # no tokens in logs
+        log_config=None,  # ours (text or JSON), set up in every worker by app_factory
         ws_max_size=1 << 20,
         ws_per_message_deflate=False,  # compression costs more CPU than chat frames save
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),

@@ -23,6 +23,7 @@ class Settings(BaseModel):
     bus_url: str = "memory://"
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
     recall_window_s: float = Field(120.0, ge=0)
     edit_window_s: float = Field(86_400.0, ge=0)
     rate_limit_per_s: float = Field(100.0, ge=0)
@@ -31,6 +32,8 @@ class Settings(BaseModel):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     poll_interval_ms: int = Field(1000, ge=10, le=60_000)
     ws_queue_limit: int = Field(4096, ge=16)
+    max_connections: int = Field(20_000, ge=1)
+    max_connections_per_ip: int = Field(1_000, ge=1)
     shutdown_timeout_s: float = Field(10.0, ge=0)
 
     @field_validator("database_url")

@@ -102,11 +102,23 @@ def _token_from(ws: WebSocket) -> str | None:
 
 
 class Gateway:
-    def __init__(self, hub: Hub, handlers: GatewayHandlers, *, queue_limit: int = 4096) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        handlers: GatewayHandlers,
+        *,
+        queue_limit: int = 4096,
+        max_connections: int = 20_000,
+        max_per_ip: int = 1_000,
+    ) -> None:
         self._hub = hub
         self._handlers = handlers
         self._queue_limit = queue_limit
+        self._max_connections = max_connections
+        self._max_per_ip = max_per_ip
         self._connections: set[SocketConnection] = set()
+        self._per_ip: dict[str, int] = {}
+        self.refused = 0
 
     @property
     def connections(self) -> int:
@@ -117,6 +129,22 @@ class Gateway:
             conn.close_soon(code, reason)
 
     async def endpoint(self, ws: WebSocket) -> None:
+        ip = ws.client.host if ws.client else "?"
+        if len(self._connections) >= self._max_connections or (
+            self._per_ip.get(ip, 0) >= self._max_per_ip
+        ):
+            self.refused += 1
+            await ws.close(code=1013, reason="too many connections; try again later")
+            return
+        self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        try:
+            await self._serve(ws)
+        finally:
+            left = self._per_ip.pop(ip, 1) - 1
+            if left > 0:
+                self._per_ip[ip] = left
+
+    async def _serve(self, ws: WebSocket) -> None:
         token = _token_from(ws)
         principal = await self._handlers.authenticate(token) if token else None
         if principal is None:

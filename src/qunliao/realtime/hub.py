@@ -66,9 +66,13 @@ class Hub:
         poll_interval_s: float = 1.0,
         batch: int = 1000,
         cache_size: int = 20_000,
+        now_ms: Callable[[], int] | None = None,
+        on_lag: Callable[[float], None] | None = None,
     ) -> None:
         self._source = source
         self._bus = bus
+        self._now_ms = now_ms
+        self._on_lag = on_lag
         self._poll_interval_s = poll_interval_s
         self._batch = batch
         self._cache_size = cache_size
@@ -249,6 +253,8 @@ class Hub:
             self.pos = event.pos
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
+        if self._on_lag is not None and self._now_ms is not None and events:
+            self._on_lag(max(0.0, (self._now_ms() - events[-1].sent_at) / 1000))
 
     async def _deliver_one(self, event: StoredEvent) -> None:
         if event.type in MEMBERSHIP_TYPES:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -47,12 +48,14 @@ class MessageWriter:
         on_committed: Callable[[list[spine.StoredEvent]], None],
         *,
         max_batch: int = 2000,
+        on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._on_committed = on_committed
         self._max_batch = max_batch
         self._backend: BatchWriter = batch_writer(db)
+        self._on_batch = on_batch
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
@@ -107,7 +110,10 @@ class MessageWriter:
 
     async def _commit(self, batch: list[_Pending]) -> None:
         events = [item.event for item in batch]
+        started = time.perf_counter()
         result = await self._backend.commit(events, self._clock.now_ms())
+        if self._on_batch is not None:
+            self._on_batch(len(batch), time.perf_counter() - started)
         self.batches += 1
         self.committed += len(result.stored)
         self.largest_batch = max(self.largest_batch, len(batch))

@@ -2,6 +2,7 @@
 // Everything the views show comes from here; the store talks to the server through api.js.
 
 import { ApiError, Http, NetworkError, Socket } from "./api.js";
+import { handleFrame } from "./events.js";
 import { Outbox, isTransient } from "./outbox.js";
 
 const SESSION_KEY = "qunliao.session";
@@ -103,7 +104,7 @@ export class Store {
     this.socket = new Socket({
       getToken: () => this.session && this.session.access_token,
       getSince: () => this.since,
-      onFrame: (frame) => this.handleFrame(frame),
+      onFrame: (frame) => handleFrame(this, frame),
       onStatus: (status) => {
         this.status = status;
         this.emit("status", status);
@@ -516,117 +517,6 @@ export class Store {
     else map.set(ev.user_id, Date.now() + TYPING_TTL_MS);
     this.emit("typing", ev.conversation_id);
     setTimeout(() => this.emit("typing", ev.conversation_id), TYPING_TTL_MS + 50);
-  }
-
-  // --- frames from the socket -------------------------------------------------------------------
-  handleFrame(frame) {
-    if (frame.token) this.since = frame.token;
-    switch (frame.type) {
-      case "ack": {
-        const entry = this.outbox && this.outbox.find(frame.client_txn_id);
-        if (entry) this.acknowledge(entry, frame);
-        return;
-      }
-      case "error": {
-        if (frame.client_txn_id && this.outbox && this.outbox.find(frame.client_txn_id)) {
-          const entry = this.outbox.find(frame.client_txn_id);
-          this.outbox.fail(frame.client_txn_id, frame.error && frame.error.code);
-          this.emit("messages", entry.conversation_id);
-        }
-        return;
-      }
-      case "synced":
-        if (frame.next_token) this.since = frame.next_token;
-        return;
-      case "pong":
-        return;
-      case "read":
-        this.applyRead(frame);
-        return;
-      case "typing":
-        this.setTyping(frame);
-        return;
-      default:
-        this.applyEvent(frame);
-    }
-  }
-
-  applyRead(ev) {
-    this.bumpReadSeq(ev.conversation_id, ev.user_id, ev.read_seq);
-    if (this.me && ev.user_id === this.me.user_id) {
-      const conv = this.conversations.get(ev.conversation_id);
-      if (conv && (conv.read_seq || 0) < ev.read_seq) this.refreshConversation(ev.conversation_id);
-    }
-    this.emit("messages", ev.conversation_id);
-  }
-
-  applyEvent(ev) {
-    const id = ev.conversation_id;
-    if (!id) return;
-    if (id.startsWith("i_") || ev.type.startsWith("friend_request")) {
-      this.loadContacts().catch(() => {});
-      return;
-    }
-    const conv = this.conversations.get(id);
-    switch (ev.type) {
-      case "message": {
-        const { type, token, ...message } = ev;
-        const fresh = !this.messagesOf(id).has(message.seq);
-        this.putMessage(message);
-        if (!conv) {
-          this.refreshConversation(id);
-        } else if (fresh) {
-          this.touchConversation(message, { own: this.me && message.sender_id === this.me.user_id });
-        }
-        if (message.sender_id) this.typing.get(id)?.delete(message.sender_id);
-        this.emit("messages", id);
-        this.emit("typing", id);
-        if (id === this.activeId) this.markRead(id);
-        return;
-      }
-      case "message.recalled":
-        this.applyRecall(ev);
-        return;
-      case "message.edited": {
-        const msg = this.findMessage(id, ev.message_id);
-        if (msg && !msg.recalled_at) {
-          msg.body = ev.body;
-          msg.edited_at = ev.edited_at;
-        }
-        this.emit("messages", id);
-        return;
-      }
-      case "members.removed":
-        if (this.me && (ev.user_ids || []).includes(this.me.user_id)) {
-          this.conversations.delete(id);
-          this.members.delete(id);
-          this.readIndex.delete(id);
-          if (this.activeId === id) this.setActive(null);
-          this.emit("conversations");
-          return;
-        }
-        this.loadMembers(id).catch(() => {});
-        this.refreshConversation(id);
-        return;
-      case "members.added":
-      case "member.updated":
-        this.loadMembers(id).catch(() => {});
-        this.refreshConversation(id);
-        return;
-      case "conversation.updated":
-        if (conv) {
-          for (const field of ["title", "announcement", "muted_all"]) if (field in ev) conv[field] = ev[field];
-          if (ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
-          this.emit("conversations");
-          this.emit("conversation", id);
-        } else {
-          this.refreshConversation(id);
-        }
-        return;
-      default:
-        if (!conv) this.refreshConversation(id);
-        else if (ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
-    }
   }
 
   /** A new message moves its conversation to the top and counts as unread unless I am looking at it. */

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from qunliao.core.principal import Principal
@@ -13,9 +14,12 @@ from qunliao.storage.db import Database
 
 
 class SyncService:
-    def __init__(self, db: Database, hub: Hub) -> None:
+    def __init__(
+        self, db: Database, hub: Hub, *, observe: Callable[[float], None] | None = None
+    ) -> None:
         self._db = db
         self._hub = hub
+        self._observe = observe
 
     async def events_for_user(
         self, user_id: str, after_pos: int, limit: int
@@ -32,14 +36,19 @@ class SyncService:
     ) -> dict[str, Any]:
         position = decode_sync_token(since)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_ms / 1000
+        started = loop.time()
+        deadline = started + timeout_ms / 1000
+        waited = False
         while True:
             found, upto = await self.events_for_user(caller.user_id, position, limit)
             remaining = deadline - loop.time()
             if found or remaining <= 0:
                 break
             position = upto
+            waited = True
             await self._hub.wait_past(upto, remaining)
+        if self._observe is not None and not waited:
+            self._observe(loop.time() - started)
         events = []
         for event in found:
             shaped = event.to_json()

@@ -1,0 +1,53 @@
+"""Health, metrics, connection limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from qunliao.app import create_app
+from qunliao.settings import Settings
+from tests.support.app import Harness
+
+
+async def test_healthz_reports_database_and_bus(h: Harness) -> None:
+    r = await h.client.get("/healthz")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok" and body["bus"] == {"kind": "memory", "healthy": True}
+
+
+async def test_metrics_count_messages_and_batches(h: Harness) -> None:
+    alice, bob = await h.user("alice"), await h.user("bob")
+    conversation = await h.direct(alice, bob)
+    for i in range(3):
+        await h.send(alice, conversation, f"m{i}")
+    text = (await h.client.get("/metrics")).text
+    assert "qunliao_messages_committed_total 3.0" in text
+    assert "qunliao_commit_batch_size_count" in text
+    assert "qunliao_ws_connections 0.0" in text
+
+
+def test_connections_per_ip_are_limited(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'q.db'}", max_connections_per_ip=2)
+    with TestClient(create_app(settings)) as client:
+        client.post("/api/v1/accounts", json={"username": "alice", "password": "password1",
+                                               "display_name": "Alice"})  # fmt: skip
+        token = client.post("/api/v1/sessions", json={
+            "username": "alice", "password": "password1"}).json()["access_token"]  # fmt: skip
+        url = f"/api/v1/ws?access_token={token}"
+        with client.websocket_connect(url) as first, client.websocket_connect(url) as second:
+            first.send_json({"type": "ping"})
+            assert first.receive_json() == {"type": "pong"}
+            second.send_json({"type": "ping"})
+            assert second.receive_json() == {"type": "pong"}
+            with pytest.raises(WebSocketDisconnect) as refused:
+                with client.websocket_connect(url) as third:
+                    third.receive_json()
+            assert refused.value.code == 1013
+        with client.websocket_connect(url) as again:  # the slots are free again
+            again.send_json({"type": "ping"})
+            assert again.receive_json() == {"type": "pong"}
