@@ -239,6 +239,7 @@ def create_app(
             await svc.writer.stop()
             await svc.hub.stop()
             await svc.db.close()
+            log.info("qunliao stopped cleanly (%d messages committed)", svc.writer.committed)
 
     app = FastAPI(
         title="qunliao",
