@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qunliao.sdk import Client, QunliaoError, new_txn_id
 
-from .helpers import MakeUser, ServerProcess, next_event_of
+from .helpers import PASSWORD, MakeUser, ServerProcess, next_event_of
 
 pytestmark = pytest.mark.e2e
 
@@ -83,22 +84,31 @@ async def test_concurrent_repeats_of_one_send_store_one_message(
     assert texts == [f"race {i}" for i in range(5)]
 
 
-async def test_sdk_rides_out_real_rate_limiting(server: ServerProcess, make_user: MakeUser) -> None:
-    """Past the default burst (200) the server answers 429 + Retry-After; send_text waits and
-    retries with the same txn ids, so every message lands exactly once."""
-    alice = await make_user("alice")
-    notes = await alice.client.create_direct(alice.user_id)
-    results = await asyncio.gather(*(alice.client.send_text(notes, f"n{i}") for i in range(300)))
-    assert any(r.attempts > 1 for r in results), "expected some 429s past the burst"
-    async with alice.client.websocket() as ws:
-        answers = await asyncio.gather(
-            *(ws.send_text(notes, f"w{i}") for i in range(300)), return_exceptions=True
-        )
-    limited = [a for a in answers if isinstance(a, QunliaoError)]
-    assert limited and all(e.code == "rate_limited" and e.status == 429 for e in limited)
-    texts = Counter(m["body"]["text"] for m in await alice.client.all_history(notes))
-    assert set(texts.values()) == {1}
-    assert len(texts) == 300 + len(answers) - len(limited)
+async def test_sdk_rides_out_real_rate_limiting(tmp_path: Path) -> None:
+    """Past its burst the server answers 429 + Retry-After (WebSocket: a rate_limited error
+    frame); send_text waits and retries with the same txn ids: every message lands once."""
+    limits = {"QUNLIAO_RATE_LIMIT_PER_S": "20", "QUNLIAO_RATE_LIMIT_BURST": "10"}
+    server = ServerProcess(f"sqlite:///{tmp_path / 'limited.db'}", tmp_path, env=limits)
+    await server.astart()
+    try:
+        async with Client(server.url) as alice:
+            await alice.register("alice_rl", PASSWORD, "Alice")
+            await alice.login("alice_rl", PASSWORD)
+            notes = await alice.create_direct(str(alice.user_id))
+            async with alice.websocket() as ws:
+                answers = await asyncio.gather(
+                    *(ws.send_text(notes, f"w{i}") for i in range(15)), return_exceptions=True
+                )
+            limited = [a for a in answers if isinstance(a, QunliaoError)]
+            assert limited, "15 sends at once should pass a burst of 10"
+            assert all(e.code == "rate_limited" and e.status == 429 for e in limited)
+            results = await asyncio.gather(*(alice.send_text(notes, f"n{i}") for i in range(15)))
+            assert any(r.attempts > 1 for r in results), "expected 429s and retries"
+            texts = Counter(m["body"]["text"] for m in await alice.all_history(notes))
+            assert set(texts.values()) == {1}
+            assert len(texts) == 15 + len(answers) - len(limited)
+    finally:
+        server.stop()
 
 
 async def test_errors_have_the_one_shape(make_user: MakeUser) -> None:

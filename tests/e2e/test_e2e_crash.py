@@ -333,8 +333,8 @@ async def test_kill_9_between_commit_and_ack(fresh_backend: tuple[str, Path]) ->
         server.stop()
 
 
-PIPELINE = 300
-DELAYS_AFTER_FIRST_ACK = [0.0, 0.02]
+PIPELINE = 200
+DELAYS_AFTER_FIRST_ACK = [0.0, 0.01]
 
 
 async def pipeline_then_kill(
