@@ -56,8 +56,10 @@ def open_person(
     viewport: ViewportSize | None = None,
     register: bool = True,
 ) -> Person:
+    phone = viewport is not None and viewport["width"] < 720
     context = browser.new_context(
         viewport=viewport or DESKTOP,
+        has_touch=phone,
         locale=locale,
         base_url=base_url,
         device_scale_factor=1,

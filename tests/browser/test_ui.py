@@ -112,7 +112,9 @@ def test_chinese_ui_keeps_contract_names_and_switches_language(
         page.goto("/")
         expect(page.get_by_role("button", name="Sign in", exact=True)).to_have_text("登录")
         expect(page.get_by_role("button", name="Register", exact=True)).to_have_text("注册")
-        expect(page.get_by_label("Username", exact=True)).to_have_attribute("placeholder", "用户名")
+        expect(
+            page.locator("label", has=page.get_by_label("Username", exact=True))
+        ).to_contain_text("用户名")
         page.get_by_label("Username", exact=True).fill(li.username)
         page.get_by_label("Password", exact=True).fill("correct-horse-battery")
         page.locator("#login-display-name").fill(li.display_name)

@@ -8,15 +8,15 @@ import { languagePicker } from "./settings.js";
 export function renderLogin(store) {
   const username = h("input", {
     id: "login-username", name: "username", autocomplete: "username", "aria-label": "Username",
-    autocapitalize: "none", spellcheck: "false", required: true, placeholder: t("username"),
+    autocapitalize: "none", spellcheck: "false", required: true,
   });
   const password = h("input", {
     id: "login-password", name: "password", type: "password", autocomplete: "current-password",
-    "aria-label": "Password", required: true, placeholder: t("password"),
+    "aria-label": "Password", required: true,
   });
   const displayName = h("input", {
     id: "login-display-name", name: "display_name", autocomplete: "nickname", "aria-label": t("display_name"),
-    placeholder: t("display_name_hint"), maxlength: "64",
+    maxlength: "64",
   });
   const error = h("p", { class: "form-error", role: "alert", "aria-live": "assertive" });
   const signInButton = h("button", { type: "submit", class: "primary", "aria-label": "Sign in" }, t("sign_in"));
