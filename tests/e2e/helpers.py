@@ -233,7 +233,7 @@ MakeUser = Callable[..., Awaitable[User]]
 
 
 async def next_event_of(
-    ws: WebSocketConnection, predicate: Callable[[dict[str, Any]], bool], within: float = 5.0
+    ws: WebSocketConnection, predicate: Callable[[dict[str, Any]], bool], within: float = 10.0
 ) -> dict[str, Any]:
     """The first event from `ws` matching `predicate` (others are skipped)."""
 

@@ -235,7 +235,7 @@ async def test_resume_after_disconnect_has_no_gaps_or_repeats(make_user: MakeUse
     async with bob.client.websocket(since=token) as ws:
         replayed: list[dict[str, Any]] = []
         while True:
-            event = await asyncio.wait_for(ws.next_event(), 5)
+            event = await asyncio.wait_for(ws.next_event(), 10)
             if event["type"] == "synced":
                 break
             replayed.append(event)
@@ -251,7 +251,7 @@ async def test_resume_after_disconnect_has_no_gaps_or_repeats(make_user: MakeUse
     async with bob.client.websocket() as ws:
         await ws.resume(token)
         again = []
-        while (event := await asyncio.wait_for(ws.next_event(), 5))["type"] != "synced":
+        while (event := await asyncio.wait_for(ws.next_event(), 10))["type"] != "synced":
             again.append(event.get("message_id"))
     assert again[: len(missed) + 1] == [m.message_id for m in [*missed, live]]
 
@@ -270,7 +270,7 @@ async def test_revoked_token_closes_the_socket_4401(
         await laptop_ws.ping()
         token = alice.client.access_token
         await alice.client.logout()
-        why = await asyncio.wait_for(laptop_ws.wait_closed(), 5)
+        why = await asyncio.wait_for(laptop_ws.wait_closed(), 10)
         assert isinstance(why, QunliaoError) and why.status == 401
         assert laptop_ws.close_code == 4401
         assert not phone_ws.closed  # only that device
@@ -282,7 +282,7 @@ async def test_revoked_token_closes_the_socket_4401(
             assert http_refused.value.status == 401
             with pytest.raises(QunliaoError) as ws_refused:
                 async with revoked.websocket() as ws:
-                    await asyncio.wait_for(ws.next_event(), 5)
+                    await asyncio.wait_for(ws.next_event(), 10)
             # refused at the handshake (uvicorn turns a close before accept into HTTP 403) or
             # accepted and closed with 4401: both are what docs/api.md allows
             assert ws_refused.value.status in (401, 403)
@@ -291,7 +291,7 @@ async def test_revoked_token_closes_the_socket_4401(
         laptop = await alice.device(server.url, "laptop again")
         async with laptop:
             await laptop.logout_others()
-            why = await asyncio.wait_for(phone_ws.wait_closed(), 5)
+            why = await asyncio.wait_for(phone_ws.wait_closed(), 10)
             assert isinstance(why, QunliaoError) and why.status == 401
             assert (await laptop.me())["user_id"] == alice.user_id
         with pytest.raises(QunliaoError):

@@ -130,7 +130,7 @@ async def test_long_poll_sync_wakes_on_a_message(make_user: MakeUser) -> None:
     await asyncio.sleep(0.3)
     assert not waiting.done()
     sent = await alice.client.send_text(direct, "wake up")
-    page = await asyncio.wait_for(waiting, 5)
+    page = await asyncio.wait_for(waiting, 10)
     assert [e.get("message_id") for e in page.events] == [sent.message_id]
 
 

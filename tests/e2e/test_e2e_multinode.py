@@ -154,7 +154,7 @@ async def test_two_nodes_deliver_everything_exactly_once(two_nodes: list[ServerP
         alice_on_b = Client(node_b.url, access_token=alice_a.access_token)
         async with alice_on_b, alice_on_b.websocket(since=token_from_a) as ws:
             replayed = []
-            while (event := await asyncio.wait_for(ws.next_event(), 5))["type"] != "synced":
+            while (event := await asyncio.wait_for(ws.next_event(), 10))["type"] != "synced":
                 if event.get("type") == "message":
                     replayed.append(event["message_id"])
         assert replayed == [m.message_id for m in missed]
