@@ -75,3 +75,37 @@ def test_two_users_chat_live_both_ways(browser: Browser, server_url: str) -> Non
     finally:
         alice.close()
         bob.close()
+
+
+def test_reconnect_resumes_without_gaps_or_duplicates(browser: Browser, server_url: str) -> None:
+    alice = open_person(browser, server_url, "Alice", prefix="alice")
+    bob = open_person(browser, server_url, "Bob", prefix="bob")
+    sockets: list[str] = []
+    alice.page.on("websocket", lambda ws: sockets.append(ws.url))
+    try:
+        start_chat(alice, [bob])
+        send(alice, "before the drop")
+        open_chat(bob, "Alice")
+        expect(sent_messages(bob.page, "before the drop")).to_have_count(1)
+        expect(sent_messages(alice.page, "before the drop")).to_have_count(1)
+
+        # The connection dies (as when a server restarts); Bob keeps writing meanwhile.
+        alice.page.evaluate(
+            "() => { window.qunliao.socket.attempt = 4; window.qunliao.socket.drop('test'); }"
+        )
+        for n in range(5):
+            send(bob, f"during the gap {n}")
+        send(alice, "after the drop")
+        for page in (alice.page, bob.page):
+            for n in range(5):
+                expect(sent_messages(page, f"during the gap {n}")).to_have_count(1)
+            expect(sent_messages(page, "after the drop")).to_have_count(1)
+        assert len(sockets) >= 1
+        assert any("since=" in url for url in sockets), sockets
+        texts = alice.page.locator(".messages li.msg .bubble > .text").all_inner_texts()
+        assert len(texts) == len(set(texts)) == 7
+        for person in (alice, bob):
+            assert person.page_errors == []
+    finally:
+        alice.close()
+        bob.close()
