@@ -126,8 +126,8 @@ const SILENCE_LIMIT_MS = 45000;
  * onUnauthorized() when the server closes with 4401.
  */
 export class Socket {
-  constructor({ getToken, getSince, onFrame, onStatus, onOpen, onUnauthorized, onHandshakeFailed }) {
-    Object.assign(this, { getToken, getSince, onFrame, onStatus, onOpen, onUnauthorized, onHandshakeFailed });
+  constructor({ getToken, getSince, onFrame, onStatus, onOpen, onUnauthorized, onHandshakeFailed, onBadSince }) {
+    Object.assign(this, { getToken, getSince, onFrame, onStatus, onOpen, onUnauthorized, onHandshakeFailed, onBadSince });
     this.ws = null;
     this.stopped = true;
     this.attempt = 0;
@@ -201,6 +201,8 @@ export class Socket {
       this.attempt = 0;
       this.lastHeard = Date.now();
       this.setStatus("open");
+      // Without a resume token the server waits briefly for a first frame; don't make it wait.
+      if (!since) ws.send(JSON.stringify({ type: "ping" }));
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
       if (this.onOpen) this.onOpen();
@@ -226,6 +228,8 @@ export class Socket {
         if (this.onUnauthorized) this.onUnauthorized();
         return;
       }
+      // A refused handshake may mean the resume token is no longer valid: next time, start live.
+      if (!opened && since && this.onBadSince) this.onBadSince();
       if (!opened && this.onHandshakeFailed) this.onHandshakeFailed();
       this.scheduleRetry();
     });

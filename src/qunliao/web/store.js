@@ -112,6 +112,9 @@ export class Store {
       onOpen: () => this.socketOpened(),
       onUnauthorized: () => this.forget(),
       onHandshakeFailed: () => this.checkSession(),
+      onBadSince: () => {
+        this.since = null; // the lists are re-read over HTTP when the next socket opens
+      },
     });
     this.emit("session");
     this.socket.start();
