@@ -15,6 +15,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from qunliao.sdk import Client, QunliaoConnectionError, QunliaoError, RetryPolicy
+from qunliao.sdk.websocket import close_error
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
 
@@ -258,3 +259,47 @@ async def test_listen_keeps_trying_while_the_server_is_down() -> None:
         server.close()
         await server.wait_closed()
     assert first["seq"] == 1
+
+
+@pytest.mark.parametrize(
+    "code,reason,status,kind",
+    [
+        (4401, "invalid or revoked token", 401, QunliaoError),
+        (4400, "invalid since token", 400, QunliaoError),
+        (4403, "", 403, QunliaoError),
+        (1012, "server restarting", None, QunliaoConnectionError),
+        (1013, "too many connections", None, QunliaoConnectionError),
+        (4008, "since=tok42", None, QunliaoConnectionError),
+        (None, None, None, QunliaoConnectionError),
+    ],
+)
+def test_close_codes_map_to_errors(
+    code: int | None, reason: str | None, status: int | None, kind: type[QunliaoError]
+) -> None:
+    error = close_error(code, reason)
+    assert type(error) is kind and error.status == status
+    if isinstance(error, QunliaoConnectionError):
+        assert error.close_code == code
+        assert error.resume_token == ("tok42" if code == 4008 else None)
+
+
+async def test_listen_stops_on_a_bad_since_and_resumes_where_a_slow_close_says() -> None:
+    sinces: list[str | None] = []
+
+    async def handler(conn: ServerConnection) -> None:
+        since = query(conn).get("since")
+        sinces.append(since)
+        if since is None:
+            await conn.close(4008, "since=t5")  # too slow before any event reached us
+        elif since == "t5":
+            await send(conn, message(6))
+            await conn.close(4400, "invalid since token")
+
+    fast = RetryPolicy(initial_delay=0.01, max_delay=0.05)
+    async with await start(handler) as server, FakeServer(server).client() as client:
+        got = []
+        with pytest.raises(QunliaoError) as caught:
+            async for event in client.listen(reconnect=fast):
+                got.append(event["seq"])
+    assert (caught.value.status, caught.value.code) == (400, "bad_request")
+    assert sinces == [None, "t5"] and got == [6]

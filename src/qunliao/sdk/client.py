@@ -440,6 +440,7 @@ class Client:
                         continue
                     yield event
             except QunliaoConnectionError as exc:
+                token = token or exc.resume_token
                 logger.info("qunliao: listen reconnecting after: %s", exc)
             except QunliaoError as exc:
                 if exc.status is not None and exc.status < 500 and exc.status != 429:

@@ -73,3 +73,5 @@ class QunliaoConnectionError(QunliaoError):
     def __init__(self, message: str, *, close_code: int | None = None) -> None:
         super().__init__(None, "unavailable", message)
         self.close_code = close_code
+        self.resume_token: str | None = None
+        """Where the server says to resume from, when it said (close code 4008)."""

@@ -19,9 +19,31 @@ from qunliao.sdk.models import JSONDict, SendResult
 
 logger = logging.getLogger("qunliao.sdk")
 
-CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNAUTHORIZED = 4401  # token bad or revoked: log in again
+CLOSE_TOO_SLOW = 4008  # we read too slowly; the reason carries since=<token>
+_FATAL_STATUSES = {400, 401, 403, 404, 409, 413}
 
 _CLOSED: JSONDict = {"type": "__closed__"}
+
+
+def close_error(code: int | None, reason: str | None) -> QunliaoError:
+    """Why the server closed the socket, as the error to raise.
+
+    4400/4401/4403/4404 (4000 + an HTTP status the API uses) mean "don't come back like this":
+    a QunliaoError with that status. Everything else (1012 restart, 1013 too many connections,
+    4008 too slow to read, 4429, a broken connection) is a QunliaoConnectionError: reconnect and
+    resume. For 4008 the server puts `since=<token>` in the reason.
+    """
+    reason = reason or ""
+    if code is not None and 4000 <= code < 5000 and (code - 4000) in _FATAL_STATUSES:
+        status = code - 4000
+        return QunliaoError(status, code_for_status(status), reason or f"closed with {code}")
+    error = QunliaoConnectionError(
+        f"WebSocket closed (code {code}, {reason or 'no reason'})", close_code=code
+    )
+    if code == CLOSE_TOO_SLOW and reason.startswith("since="):
+        error.resume_token = reason.removeprefix("since=").split()[0] or None
+    return error
 
 
 def _handshake_error(exc: InvalidStatus) -> QunliaoError:
@@ -142,15 +164,8 @@ class WebSocketConnection:
     def _finish(self, conn: ClientConnection) -> None:
         if self._closing:
             self._close_error = None
-        elif conn.close_code == CLOSE_UNAUTHORIZED:
-            self._close_error = QunliaoError(
-                401, "unauthorized", conn.close_reason or "the access token was revoked"
-            )
         else:
-            self._close_error = QunliaoConnectionError(
-                f"WebSocket closed (code {conn.close_code}, {conn.close_reason or 'no reason'})",
-                close_code=conn.close_code,
-            )
+            self._close_error = close_error(conn.close_code, conn.close_reason)
         failure = self._close_error or QunliaoConnectionError("WebSocket closed by the client")
         for futures in self._pending.values():
             for future in futures:
