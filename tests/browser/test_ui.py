@@ -53,6 +53,15 @@ def test_infinite_scroll_loads_older_history_once(browser: Browser, server_url: 
         assert texts == [f"history {n}" for n in range(total)]
         # Reading the top did not move the view back to the bottom.
         assert page.locator(".scroller").evaluate("(el) => el.scrollTop") < 2000
+        # A new message while reading old ones: a "New messages" button, not a jump.
+        body = {"client_txn_id": "late", "msg_type": "text", "body": {"text": "a new one"}}
+        api(server_url, "POST", f"/conversations/{conv}/messages", body, bob["access_token"])
+        jump = page.get_by_role("button", name="New messages")
+        expect(jump).to_be_visible()
+        assert page.locator(".scroller").evaluate("(el) => el.scrollTop") < 2000
+        jump.click()
+        expect(jump).to_be_hidden()
+        expect(sent_messages(page, "a new one")).to_be_in_viewport()
         assert_clean(alice)
     finally:
         alice.close()

@@ -24,7 +24,8 @@ export class ChatView {
     this.announcementEl = h("button", { class: "announcement", hidden: true, onclick: () => openGroupInfo(store, this.id) });
     this.topEl = h("li", { class: "history-edge", "aria-live": "polite" });
     this.listEl = h("ol", { class: "messages", "aria-labelledby": "chat-title" });
-    this.scroller = h("div", { class: "scroller", tabindex: "0", "aria-label": t("message") + " — " + t("chats") }, this.listEl);
+    this.scroller = h("div", { class: "scroller", tabindex: "0", "aria-label": t("history") }, this.listEl);
+    this.jumpButton = h("button", { class: "jump", hidden: true, onclick: () => this.scrollToBottom() }, t("new_messages"));
     this.composer = new Composer(store, conversationId, {
       sent: () => {
         this.stickToBottom = true;
@@ -37,7 +38,7 @@ export class ChatView {
         h("div", { class: "chat-heading" }, this.titleEl, this.subtitleEl),
         this.infoButton),
       this.announcementEl,
-      this.scroller,
+      h("div", { class: "scroll-wrap" }, this.scroller, this.jumpButton),
       this.composer.el);
 
     this.scroller.addEventListener("scroll", () => this.onScroll());
@@ -139,6 +140,9 @@ export class ChatView {
     for (const key of [...this.nodes.keys()]) if (!keep.has(key)) this.nodes.delete(key);
     reconcile(this.listEl, nodes);
     this.renderEdge();
+    const newest = nodes[nodes.length - 1];
+    if (!before.bottom && newest !== this.lastNode && this.lastNode) this.jumpButton.hidden = false;
+    this.lastNode = newest;
     this.restore(before);
     this.maybeLoadOlder();
   }
@@ -177,9 +181,16 @@ export class ChatView {
     }
   }
 
+  scrollToBottom() {
+    this.stickToBottom = true;
+    this.scroller.scrollTop = this.scroller.scrollHeight;
+    this.jumpButton.hidden = true;
+  }
+
   onScroll() {
     const s = this.scroller;
     this.stickToBottom = s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
+    if (this.stickToBottom) this.jumpButton.hidden = true;
     this.maybeLoadOlder();
   }
 
