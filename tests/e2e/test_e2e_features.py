@@ -163,3 +163,28 @@ async def test_listen_survives_a_restart(fresh_backend: tuple[str, Path]) -> Non
                 assert got["message_id"] == second.message_id
     finally:
         server.stop()
+
+
+async def test_mentions_follow_the_docs(make_user: MakeUser) -> None:
+    """docs/api.md: `mentions` is a list of member user ids, or "all" (owner/admins of a group
+    only) — over HTTP as over the WebSocket."""
+    owner, member, outsider = await make_user("own"), await make_user("mem"), await make_user("out")
+    group = await owner.client.create_group([member.user_id], "mentions")
+
+    everyone = await owner.client.send_text(group, "@all lunch", mentions="all")
+    async with owner.client.websocket() as ws:
+        await ws.send_text(group, "@all again", mentions="all")
+    stored = await owner.client.message(group, everyone.message_id)
+    assert stored["mentions"] in ("all", ["all"])
+
+    with pytest.raises(QunliaoError) as caught:
+        await member.client.send_text(group, "@all from a member", mentions="all")
+    assert caught.value.status in (400, 403)
+
+    with pytest.raises(QunliaoError) as caught:
+        await owner.client.send_text(group, "@stranger", mentions=[outsider.user_id])
+    assert (caught.value.status, caught.value.code) == (400, "bad_request")
+    async with owner.client.websocket() as ws:
+        with pytest.raises(QunliaoError) as caught:
+            await ws.send_text(group, "@stranger", mentions=[outsider.user_id])
+    assert caught.value.code == "bad_request"
