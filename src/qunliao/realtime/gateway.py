@@ -87,10 +87,13 @@ class SocketConnection:
 
 
 def _error_frame(client_txn_id: Any, error: ApiError) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.retry_after is not None:
+        body["retry_after"] = round(error.retry_after, 3)
     return {
         "type": "error",
         "client_txn_id": client_txn_id if isinstance(client_txn_id, str) else None,
-        "error": {"code": error.code, "message": error.message},
+        "error": body,
     }
 
 
@@ -148,12 +151,15 @@ class Gateway:
         token = _token_from(ws)
         principal = await self._handlers.authenticate(token) if token else None
         if principal is None:
+            # Accept, then close: a refused handshake reaches most clients as a bare 403.
+            await ws.accept()
             await ws.close(code=4401, reason="invalid or revoked token")
             return
         since_param = ws.query_params.get("since")
         try:
             since = decode_sync_token(since_param) if since_param is not None else None
         except ApiError:
+            await ws.accept()
             await ws.close(code=4400, reason="invalid since token")
             return
         await ws.accept()
@@ -176,7 +182,7 @@ class Gateway:
                     pending.append(first)
             if since is not None:
                 conn.cursor = since
-            await self._catch_up(conn, replayed=since is not None)
+            await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
             await self._receive(conn, principal, tasks)
@@ -202,7 +208,7 @@ class Gateway:
         except orjson.JSONDecodeError:
             return text  # dispatched later, so the client gets its error frame
 
-    async def _catch_up(self, conn: SocketConnection, *, replayed: bool) -> None:
+    async def _catch_up(self, conn: SocketConnection) -> None:
         """Send what the client missed straight from storage, then switch to live pushes."""
         while True:
             found, upto = await self._handlers.events_for_user(
@@ -215,8 +221,8 @@ class Gateway:
             if len(found) < CATCH_UP_PAGE and conn.cursor >= self._hub.pos:
                 conn.live = True
                 break
-        if replayed:
-            conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
+        # Every socket learns where it stands, so even one dropped before its first event resumes.
+        conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
 
     async def _receive(
         self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]]
