@@ -30,6 +30,7 @@ ANNOUNCEMENT = "本周五下午三点发布 v1.0，请大家提前测试。Relea
 
 def shoot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("() => document.getElementById('toast')?.classList.remove('show')")
     page.wait_for_timeout(300)  # let the last frame and the scroll position settle
     page.screenshot(path=str(SHOTS / f"{name}.png"))
     # No horizontal overflow at any width: everything fits the viewport.
@@ -102,6 +103,13 @@ def test_screenshots(browser: Browser, server_url: str) -> None:
         expect(dave.page.get_by_text("Request sent")).to_be_visible()
 
         shoot(alice.page, "chat-desktop-en")
+        alice.page.get_by_role("button", name="New chat", exact=True).click()
+        picker = alice.page.get_by_role("dialog", name="New chat")
+        picker.get_by_role("searchbox").fill(dave.username[:4])
+        expect(picker.get_by_role("checkbox", name="陈静", exact=True)).to_be_visible()
+        picker.get_by_role("checkbox", name="陈静", exact=True).check()
+        shoot(alice.page, "new-chat-desktop-en")
+        alice.page.keyboard.press("Escape")
         receipt.click()
         expect(
             alice.page.get_by_role("dialog", name="Read receipts").locator(".person")
@@ -130,6 +138,14 @@ def test_screenshots(browser: Browser, server_url: str) -> None:
             open_chat(phone, GROUP)
             expect(phone.page.get_by_role("button", name="New chat", exact=True)).to_be_hidden()
             shoot(phone.page, f"chat-phone-{lang}")
+            if lang == "en":
+                phone.context.set_offline(True)
+                expect(phone.page.locator(".conn")).to_be_visible()
+                send(phone, "On the subway, this goes out when I'm back online 地铁里")
+                expect(phone.page.locator(".msg.pending")).to_have_count(1)
+                shoot(phone.page, "offline-phone-en")
+                phone.context.set_offline(False)
+                expect(phone.page.locator(".msg.pending")).to_have_count(0, timeout=15000)
             if lang == "zh":
                 phone.page.locator(".chat-head .icon:not(.back)").click()
                 expect(phone.page.locator("dialog .members .person")).to_have_count(3)

@@ -58,12 +58,11 @@ export class Shell {
         h("header", { class: "side-head" }, this.meBox,
           h("button", { class: "primary round", "aria-label": "New chat", title: t("new_chat"), onclick: () => openNewChat(this.store, (id) => this.openChat(id)) },
             h("span", { "aria-hidden": "true" }, "+"), h("span", { class: "label" }, t("new_chat")))),
-        this.statusBar,
         this.sideBody,
         this.tabsBox),
       this.main,
     );
-    this.root.replaceChildren(this.shell);
+    this.root.replaceChildren(h("div", { class: "frame" }, this.statusBar, this.shell));
     this.renderMe();
     this.renderStatus();
     this.renderTabs();
