@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections import deque
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Literal
@@ -11,32 +9,12 @@ from typing import Any, Literal
 import httpx
 
 from qunliao.sdk._http import Answer, api_path, new_txn_id, send_request, with_retry
-from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError
+from qunliao.sdk.errors import QunliaoError
+from qunliao.sdk.listen import listen_forever
 from qunliao.sdk.models import NO_RETRY, JSONDict, RetryPolicy, SendResult, Session, SyncPage
-from qunliao.sdk.websocket import WebSocketConnection, frame_key
-
-logger = logging.getLogger("qunliao.sdk")
+from qunliao.sdk.websocket import WebSocketConnection
 
 _UNSET: Any = object()
-
-
-class _RecentKeys:
-    """A set that remembers only the newest `size` keys (the dedupe safety net of `listen`)."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._order: deque[tuple[str, int]] = deque()
-        self._keys: set[tuple[str, int]] = set()
-
-    def add(self, key: tuple[str, int]) -> bool:
-        """Remember `key`; False when it was already there."""
-        if key in self._keys:
-            return False
-        self._keys.add(key)
-        self._order.append(key)
-        if len(self._order) > self._size:
-            self._keys.discard(self._order.popleft())
-        return True
 
 
 class Client:
@@ -406,7 +384,7 @@ class Client:
         """`async with client.websocket(since=token) as ws:` — one socket, no reconnect."""
         return WebSocketConnection(self.websocket_url(since), timeout=self.timeout)
 
-    async def listen(
+    def listen(
         self,
         since: str | None = None,
         *,
@@ -418,35 +396,10 @@ class Client:
         It follows the newest token (each stored event's `token`, each `synced` frame's
         `next_token`) and reconnects with `since=` so nothing is skipped or repeated; events
         already handed out are also dropped by (conversation_id, seq) as a safety net unless
-        `dedupe=False`. `synced` frames are not yielded. With `since=None` it starts from now;
-        to be gap-free from a point before the first event, pass a token (e.g. the last
-        `next_token` of `sync()`). A revoked token (401, close code 4401) ends it by raising.
+        `dedupe=False`. `synced` frames are not yielded. With `since=None` it starts from now.
+        It ends only by raising what the server meant (401 revoked token, 400 bad `since`, …);
+        connection errors, 5xx, 429 and restarts are retried with `reconnect`'s backoff.
         """
-        policy = reconnect or RetryPolicy()
-        token = since
-        seen = _RecentKeys(100_000)
-        failures = 0
-        while True:
-            ws = self.websocket(since=token)
-            try:
-                await ws.connect()
-                failures = 0
-                async for event in ws.events():
-                    token = ws.last_token or token
-                    if event.get("type") == "synced":
-                        continue
-                    key = frame_key(event)
-                    if dedupe and key is not None and not seen.add(key):
-                        continue
-                    yield event
-            except QunliaoConnectionError as exc:
-                token = token or exc.resume_token
-                logger.info("qunliao: listen reconnecting after: %s", exc)
-            except QunliaoError as exc:
-                if exc.status is not None and exc.status < 500 and exc.status != 429:
-                    raise
-                logger.info("qunliao: listen reconnecting after: %s", exc)
-            finally:
-                await ws.close()
-            failures += 1
-            await policy.sleep(policy.delay(failures))
+        return listen_forever(
+            self.websocket, since, dedupe=dedupe, reconnect=reconnect or RetryPolicy()
+        )
