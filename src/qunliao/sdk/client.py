@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -390,7 +390,7 @@ class Client:
         *,
         dedupe: bool = True,
         reconnect: RetryPolicy | None = None,
-    ) -> AsyncIterator[JSONDict]:
+    ) -> AsyncGenerator[JSONDict, None]:
         """Every event, forever: reconnects on its own and resumes where it left off.
 
         It follows the newest token (each stored event's `token`, each `synced` frame's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError
 from qunliao.sdk.models import JSONDict, RetryPolicy
@@ -38,7 +38,7 @@ async def listen_forever(
     *,
     dedupe: bool,
     reconnect: RetryPolicy,
-) -> AsyncIterator[JSONDict]:
+) -> AsyncGenerator[JSONDict, None]:
     """Yield every event from sockets made by `open_socket(since)`, reconnecting from the newest
     token whenever one breaks (see `Client.listen`)."""
     token = since

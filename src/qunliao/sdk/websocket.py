@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any, Literal
 
@@ -218,7 +218,7 @@ class WebSocketConnection:
             raise self._close_error or QunliaoConnectionError("WebSocket closed by the client")
         return self._take(event)
 
-    async def events(self) -> AsyncIterator[JSONDict]:
+    async def events(self) -> AsyncGenerator[JSONDict, None]:
         """Every event frame as it arrives, until the socket closes.
 
         Ends quietly when we closed it; otherwise raises QunliaoConnectionError (reconnect with
