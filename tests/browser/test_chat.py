@@ -22,6 +22,9 @@ def test_two_users_chat_live_both_ways(browser: Browser, server_url: str) -> Non
         start_chat(alice, [bob])
         send(alice, "Hello Bob, 你好！")
         expect(sent_messages(alice.page, "Hello Bob, 你好！")).to_have_count(1)
+        expect(message_item(alice.page, "Hello Bob, 你好！").locator(".receipt")).to_have_text(
+            "Sent"
+        )
 
         # Bob's list shows the new chat live, with preview and unread badge.
         conv = bob.page.locator(".conv", has_text="Alice 王")
@@ -104,6 +107,14 @@ def test_reconnect_resumes_without_gaps_or_duplicates(browser: Browser, server_u
         assert any("since=" in url for url in sockets), sockets
         texts = alice.page.locator(".messages li.msg .bubble > .text").all_inner_texts()
         assert len(texts) == len(set(texts)) == 7
+
+        # A resume token the server refuses (close 4400) is dropped and the socket goes live.
+        alice.page.evaluate(
+            "() => { window.qunliao.since = 'not-a-token'; window.qunliao.socket.drop('test'); }"
+        )
+        alice.page.wait_for_timeout(1500)
+        send(bob, "after a bad token")
+        expect(sent_messages(alice.page, "after a bad token")).to_have_count(1)
         for person in (alice, bob):
             assert person.page_errors == []
     finally:

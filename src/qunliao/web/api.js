@@ -229,7 +229,7 @@ export class Socket {
         return;
       }
       // A refused handshake may mean the resume token is no longer valid: next time, start live.
-      if (!opened && since && this.onBadSince) this.onBadSince();
+      if (((!opened && since) || event.code === 4400) && this.onBadSince) this.onBadSince();
       if (!opened && this.onHandshakeFailed) this.onHandshakeFailed();
       this.scheduleRetry();
     });

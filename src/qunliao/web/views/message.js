@@ -51,7 +51,8 @@ function receiptLabel(store, conv, msg, actions) {
   const unread = store.unreadCount(conv.conversation_id, msg.seq);
   if (unread === null) return h("span", { class: "receipt" }, t("sent"));
   if (conv.kind !== "group") {
-    return h("span", { class: `receipt ${unread ? "unread" : "read"}` }, unread ? t("unread") : t("read"));
+    // Direct chats: "Sent" once the server has it, "Read" once the other side has seen it.
+    return h("span", { class: `receipt ${unread ? "sent" : "read"}` }, unread ? t("sent") : t("read"));
   }
   const label = unread ? t("n_unread", { n: unread }) : t("all_read");
   return h("button", {
