@@ -205,7 +205,7 @@ export class Socket {
       if (!since) ws.send(JSON.stringify({ type: "ping" }));
       clearInterval(this.pingTimer);
       this.pingTimer = setInterval(() => this.heartbeat(), PING_EVERY_MS);
-      if (this.onOpen) this.onOpen();
+      if (this.onOpen) this.onOpen(Boolean(since));
     });
     ws.addEventListener("message", (message) => {
       if (this.ws !== ws) return;

@@ -109,7 +109,7 @@ export class Store {
         this.status = status;
         this.emit("status", status);
       },
-      onOpen: () => this.socketOpened(),
+      onOpen: (resumed) => this.socketOpened(resumed),
       onUnauthorized: () => this.forget(),
       onHandshakeFailed: () => this.checkSession(),
       onBadSince: () => {
@@ -131,9 +131,11 @@ export class Store {
     }
   }
 
-  socketOpened() {
+  socketOpened(resumed) {
     // Resume replays what we missed when we have a token; refreshing the lists also covers the
     // case where we have none (first connection), so nothing between two sockets is lost.
+    // Without a resume, cached chats may have a gap: re-read them when they are next opened.
+    if (!resumed) for (const hist of this.history.values()) hist.loaded = false;
     this.loadConversations().catch(() => {});
     if (this.activeId) this.loadLatest(this.activeId).catch(() => {});
     this.flush();
@@ -450,7 +452,8 @@ export class Store {
       const data = await this.http.members(id, after);
       for (const member of data.members || []) {
         all.set(member.user_id, member);
-        this.rememberUser({ user_id: member.user_id, display_name: member.display_name, ...(this.users.get(member.user_id) || {}) });
+        const known = this.users.get(member.user_id) || {};
+        this.rememberUser({ ...known, user_id: member.user_id, display_name: member.display_name || known.display_name });
       }
       after = data.next_after;
       if (!after || !(data.members || []).length) break;
