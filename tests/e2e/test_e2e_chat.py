@@ -287,6 +287,14 @@ async def test_revoked_token_closes_the_socket_4401(
             # accepted and closed with 4401: both are what docs/api.md allows
             assert ws_refused.value.status in (401, 403)
 
+        # a since token that is not one: 4400, which listen() must not retry forever
+        with pytest.raises(QunliaoError) as bad_since:
+            async with phone.websocket(since="not-a-token") as ws:
+                await asyncio.wait_for(ws.next_event(), 10)
+        assert (bad_since.value.status, bad_since.value.code) == (400, "bad_request")
+        with pytest.raises(QunliaoError):
+            await asyncio.wait_for(anext(phone.listen(since="not-a-token")), 10)
+
         # "log out all other devices" from a fresh login closes the phone's socket too
         laptop = await alice.device(server.url, "laptop again")
         async with laptop:
