@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import secrets
 import signal
@@ -91,6 +92,7 @@ class ServerProcess:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.starts += 1
 
@@ -134,20 +136,29 @@ class ServerProcess:
                     )
                 await asyncio.sleep(0.05)
 
+    def _signal_group(self, signum: int) -> None:
+        # The server runs in its own process group: `--workers N` children go down with it.
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signum)
+
     def kill(self) -> None:
-        """kill -9: no shutdown hooks, no flush, sockets reset."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+        """kill -9 (the whole process group): no shutdown hooks, no flush, sockets reset."""
+        if self.proc is not None:
+            self._signal_group(signal.SIGKILL)
             self.proc.wait(timeout=10)
         self._close_log()
 
     def stop(self) -> None:
+        """SIGTERM: a graceful stop (sockets get 1012); SIGKILL after 10 s."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self._signal_group(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if self.proc is not None:
+            self._signal_group(signal.SIGKILL)  # leftovers of a group whose leader is gone
         self._close_log()
 
     def _close_log(self) -> None:
