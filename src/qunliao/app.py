@@ -33,6 +33,7 @@ from qunliao.features.messages.service import MessageService
 from qunliao.features.sync import api as sync_api
 from qunliao.features.sync.service import SyncService
 from qunliao.metrics import Metrics
+from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
 from qunliao.realtime.gateway import Gateway, GatewayHandlers
 from qunliao.realtime.hub import Hub, Visibility
@@ -173,6 +174,8 @@ def build_services(
         hub,
         GatewayHandlers(
             authenticate=accounts.authenticate,
+            send_now=messages.do_send_now,
+            ack_fields=messages.ack_fields,
             send=messages.do_send_frame,
             read=messages.do_read_frame,
             typing=messages.do_typing_frame,
@@ -299,6 +302,7 @@ def create_app(
     app.include_router(conversations_api.router(svc.conversations, auth))
     app.include_router(messages_api.router(svc.messages, auth))
     app.include_router(sync_api.router(svc.sync, auth))
-    app.add_api_websocket_route("/api/v1/ws", svc.gateway.endpoint)
+    # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
+    app.add_middleware(WebSocketFastPath, path="/api/v1/ws", handler=svc.gateway.endpoint)
     mount_web_client(app)
     return app

@@ -40,6 +40,8 @@ def test_connections_per_ip_are_limited(tmp_path: Path) -> None:
             "username": "alice", "password": "password1"}).json()["access_token"]  # fmt: skip
         url = f"/api/v1/ws?access_token={token}"
         with client.websocket_connect(url) as first, client.websocket_connect(url) as second:
+            assert first.receive_json()["type"] == "synced"
+            assert second.receive_json()["type"] == "synced"
             first.send_json({"type": "ping"})
             assert first.receive_json() == {"type": "pong"}
             second.send_json({"type": "ping"})
@@ -49,5 +51,6 @@ def test_connections_per_ip_are_limited(tmp_path: Path) -> None:
                     third.receive_json()
             assert refused.value.code == 1013
         with client.websocket_connect(url) as again:  # the slots are free again
+            assert again.receive_json()["type"] == "synced"
             again.send_json({"type": "ping"})
             assert again.receive_json() == {"type": "pong"}

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from qunliao.core.errors import ApiError
 from qunliao.core.principal import Principal
 from qunliao.core.tokens import decode_sync_token, encode_sync_token
+from qunliao.realtime.asgi_socket import Disconnected, RawSocket
 from qunliao.realtime.hub import Hub, encode_event
 from qunliao.storage.spine import StoredEvent
 
@@ -26,14 +27,20 @@ log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 500
 FIRST_FRAME_WAIT_S = 0.1
+Frame = dict[str, Any]
 
 
 @dataclass
 class GatewayHandlers:
     authenticate: Callable[[str], Awaitable[Principal | None]]
-    send: Callable[[Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
-    read: Callable[[Principal, dict[str, Any]], Awaitable[None]]
-    typing: Callable[[Principal, dict[str, Any]], Awaitable[None]]
+    # The hot path: checks from memory and returns the pending commit (a future that
+    # `ack_fields` turns into the ack), or None when a check needs storage, in which case
+    # `send` (a coroutine returning the ack fields) takes the frame instead.
+    send_now: Callable[[Principal, Frame], asyncio.Future[Any] | None]
+    ack_fields: Callable[[Any], Frame]
+    send: Callable[[Principal, Frame], Awaitable[Frame]]
+    read: Callable[[Principal, Frame], Awaitable[None]]
+    typing: Callable[[Principal, Frame], Awaitable[None]]
     events_for_user: Callable[[str, int, int], Awaitable[tuple[list[StoredEvent], int]]]
     max_position: Callable[[], Awaitable[int]]
 
@@ -41,8 +48,8 @@ class GatewayHandlers:
 class SocketConnection:
     """One open socket: a bounded outgoing queue drained by its own writer task."""
 
-    def __init__(self, ws: WebSocket, principal: Principal, queue_limit: int) -> None:
-        self.ws = ws
+    def __init__(self, sock: RawSocket, principal: Principal, queue_limit: int) -> None:
+        self.sock = sock
         self.user_id = principal.user_id
         self.device_id = principal.device_id
         self.cursor = 0
@@ -61,7 +68,7 @@ class SocketConnection:
         if self.live:
             self._enqueue(text)
 
-    def send_frame(self, frame: dict[str, Any]) -> None:
+    def send_frame(self, frame: Frame) -> None:
         self._enqueue(orjson.dumps(frame).decode())
 
     def _enqueue(self, text: str) -> None:
@@ -81,13 +88,15 @@ class SocketConnection:
             self.closed.set()
 
     async def writer(self) -> None:
-        while True:
-            text = await self._queue.get()
-            await self.ws.send_text(text)
+        try:
+            while True:
+                await self.sock.send_text(await self._queue.get())
+        except Disconnected:
+            self.closed.set()
 
 
-def _error_frame(client_txn_id: Any, error: ApiError) -> dict[str, Any]:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
+def _error_frame(client_txn_id: Any, error: ApiError) -> Frame:
+    body: Frame = {"code": error.code, "message": error.message}
     if error.retry_after is not None:
         body["retry_after"] = round(error.retry_after, 3)
     return {
@@ -97,11 +106,18 @@ def _error_frame(client_txn_id: Any, error: ApiError) -> dict[str, Any]:
     }
 
 
-def _token_from(ws: WebSocket) -> str | None:
-    header = ws.headers.get("authorization", "")
+def _token_from(sock: RawSocket) -> str | None:
+    header = sock.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    return ws.query_params.get("access_token")
+    return sock.query.get("access_token")
+
+
+def _parse(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # dispatched as it is, so the client gets its error frame
 
 
 class Gateway:
@@ -131,48 +147,51 @@ class Gateway:
         for conn in list(self._connections):
             conn.close_soon(code, reason)
 
-    async def endpoint(self, ws: WebSocket) -> None:
-        ip = ws.client.host if ws.client else "?"
+    async def endpoint(self, sock: RawSocket) -> None:
+        ip = sock.client_host
         if len(self._connections) >= self._max_connections or (
             self._per_ip.get(ip, 0) >= self._max_per_ip
         ):
             self.refused += 1
-            await ws.close(code=1013, reason="too many connections; try again later")
+            with contextlib.suppress(Disconnected):
+                await sock.accept()
+                await sock.close(1013, "too many connections; try again later")
             return
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
         try:
-            await self._serve(ws)
+            await self._serve(sock)
+        except Disconnected:
+            pass
         finally:
             left = self._per_ip.pop(ip, 1) - 1
             if left > 0:
                 self._per_ip[ip] = left
 
-    async def _serve(self, ws: WebSocket) -> None:
-        token = _token_from(ws)
+    async def _serve(self, sock: RawSocket) -> None:
+        token = _token_from(sock)
         principal = await self._handlers.authenticate(token) if token else None
+        # Accept, then close: a refused handshake reaches most clients as a bare 403.
+        await sock.accept()
         if principal is None:
-            # Accept, then close: a refused handshake reaches most clients as a bare 403.
-            await ws.accept()
-            await ws.close(code=4401, reason="invalid or revoked token")
+            await sock.close(4401, "invalid or revoked token")
             return
-        since_param = ws.query_params.get("since")
+        since_param = sock.query.get("since")
         try:
             since = decode_sync_token(since_param) if since_param is not None else None
         except ApiError:
-            await ws.accept()
-            await ws.close(code=4400, reason="invalid since token")
+            await sock.close(4400, "invalid since token")
             return
-        await ws.accept()
-        conn = SocketConnection(ws, principal, self._queue_limit)
+        conn = SocketConnection(sock, principal, self._queue_limit)
         conn.cursor = await self._handlers.max_position()
         self._connections.add(conn)
         self._hub.register(conn)
-        pending: list[Any] = []
         tasks: set[asyncio.Task[Any]] = set()
         writer = asyncio.create_task(conn.writer())
+        receiver: asyncio.Task[None] | None = None
         try:
+            pending: list[Any] = []
             if since is None:
-                first = await self._first_frame(ws)
+                first = await self._first_frame(sock)
                 if isinstance(first, dict) and first.get("type") == "resume":
                     try:
                         since = decode_sync_token(first.get("since"))
@@ -185,28 +204,24 @@ class Gateway:
             await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
-            await self._receive(conn, principal, tasks)
-        except WebSocketDisconnect:
-            pass
+            receiver = asyncio.create_task(self._receive(conn, principal, tasks))
+            closed = asyncio.create_task(conn.closed.wait())
+            await asyncio.wait({receiver, closed}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
         finally:
             self._hub.unregister(conn)
             self._connections.discard(conn)
-            writer.cancel()
-            for task in tasks:
-                task.cancel()
-            if conn.closing is not None and ws.application_state != WebSocketState.DISCONNECTED:
-                with contextlib.suppress(Exception):
-                    await ws.close(code=conn.closing[0], reason=conn.closing[1][:120])
+            for task in (writer, receiver, *tasks):
+                if task is not None:
+                    task.cancel()
+            if conn.closing is not None:
+                await sock.close(*conn.closing)
 
-    async def _first_frame(self, ws: WebSocket) -> Any:
+    async def _first_frame(self, sock: RawSocket) -> Any:
         try:
-            text = await asyncio.wait_for(ws.receive_text(), FIRST_FRAME_WAIT_S)
+            return _parse(await asyncio.wait_for(sock.receive_text(), FIRST_FRAME_WAIT_S))
         except TimeoutError:
             return None
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return text  # dispatched later, so the client gets its error frame
 
     async def _catch_up(self, conn: SocketConnection) -> None:
         """Send what the client missed straight from storage, then switch to live pushes."""
@@ -215,7 +230,7 @@ class Gateway:
                 conn.user_id, conn.cursor, CATCH_UP_PAGE
             )
             for event in found:
-                await conn.ws.send_text(encode_event(event))
+                await conn.sock.send_text(encode_event(event))
             conn.cursor = max(conn.cursor, upto)
             # No await between this check and going live: the hub cannot slip in between.
             if len(found) < CATCH_UP_PAGE and conn.cursor >= self._hub.pos:
@@ -227,92 +242,86 @@ class Gateway:
     async def _receive(
         self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]]
     ) -> None:
-        receive = asyncio.ensure_future(conn.ws.receive())
-        closed = asyncio.ensure_future(conn.closed.wait())
         try:
             while True:
-                done, _ = await asyncio.wait({receive, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if closed in done:
-                    return
-                message = receive.result()
-                if message["type"] == "websocket.disconnect":
-                    return
-                raw = message.get("text")
-                if raw is None and message.get("bytes") is not None:
-                    raw = message["bytes"].decode("utf-8", "replace")
-                receive = asyncio.ensure_future(conn.ws.receive())
-                try:
-                    frame = orjson.loads(raw or "")
-                except orjson.JSONDecodeError:
-                    conn.send_frame(
-                        _error_frame(None, ApiError("bad_request", "frame is not JSON"))
-                    )
-                    continue
-                self._dispatch(conn, principal, frame, tasks)
-        finally:
-            receive.cancel()
-            closed.cancel()
+                self._dispatch(conn, principal, _parse(await conn.sock.receive_text()), tasks)
+        except Disconnected:
+            return
 
     def _dispatch(
-        self,
-        conn: SocketConnection,
-        principal: Principal,
-        frame: Any,
+        self, conn: SocketConnection, principal: Principal, frame: Any,
         tasks: set[asyncio.Task[Any]],
-    ) -> None:
+    ) -> None:  # fmt: skip
         if not isinstance(frame, dict):
-            conn.send_frame(_error_frame(None, ApiError("bad_request", "frame must be an object")))
+            message = "frame is not JSON" if isinstance(frame, str) else "frame must be an object"
+            conn.send_frame(_error_frame(None, ApiError("bad_request", message)))
             return
         kind = frame.get("type")
-        if kind == "ping":
+        if kind == "send":
+            self._send(conn, principal, frame, tasks)
+        elif kind == "ping":
             conn.send_frame({"type": "pong"})
-            return
-        handler = (
-            {
-                "send": self._handle_send,
-                "read": self._handle_simple(self._handlers.read),
-                "typing": self._handle_simple(self._handlers.typing),
-            }.get(kind)
-            if isinstance(kind, str)
-            else None
-        )
-        if handler is None:
-            conn.send_frame(
-                _error_frame(
-                    frame.get("client_txn_id"),
-                    ApiError("bad_request", f"unknown frame type {kind!r}"),
-                )
-            )
-            return
-        task: asyncio.Task[None] = asyncio.create_task(handler(conn, principal, frame))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
+        elif kind in ("read", "typing"):
+            call = self._handlers.read if kind == "read" else self._handlers.typing
+            self._spawn(tasks, self._simple(conn, call(principal, frame)))
+        else:
+            error = ApiError("bad_request", f"unknown frame type {kind!r}")
+            conn.send_frame(_error_frame(frame.get("client_txn_id"), error))
 
-    async def _handle_send(
-        self, conn: SocketConnection, principal: Principal, frame: dict[str, Any]
-    ) -> None:
+    def _send(
+        self, conn: SocketConnection, principal: Principal, frame: Frame,
+        tasks: set[asyncio.Task[Any]],
+    ) -> None:  # fmt: skip
         txn = frame.get("client_txn_id")
         try:
-            result = await self._handlers.send(principal, frame)
+            future = self._handlers.send_now(principal, frame)
         except ApiError as exc:
             conn.send_frame(_error_frame(txn, exc))
             return
-        except Exception:
-            log.exception("ws send failed")
-            conn.send_frame(_error_frame(txn, ApiError("internal", "internal error")))
+        if future is not None:
+            future.add_done_callback(partial(_answer, conn, txn, self._handlers.ack_fields))
             return
-        conn.send_frame({"type": "ack", "client_txn_id": txn, **result})
+        self._spawn(tasks, self._send_slowly(conn, principal, frame, txn))
+
+    async def _send_slowly(
+        self, conn: SocketConnection, principal: Principal, frame: Frame, txn: Any
+    ) -> None:
+        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        try:
+            future.set_result(await self._handlers.send(principal, frame))
+        except Exception as exc:
+            future.set_exception(exc)
+        _answer(conn, txn, _same, future)
 
     @staticmethod
-    def _handle_simple(
-        call: Callable[[Principal, dict[str, Any]], Awaitable[None]],
-    ) -> Callable[[SocketConnection, Principal, dict[str, Any]], Coroutine[Any, Any, None]]:
-        async def handle(
-            conn: SocketConnection, principal: Principal, frame: dict[str, Any]
-        ) -> None:
-            try:
-                await call(principal, frame)
-            except ApiError as exc:
-                conn.send_frame(_error_frame(None, exc))
+    def _spawn(tasks: set[asyncio.Task[Any]], work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
-        return handle
+    @staticmethod
+    async def _simple(conn: SocketConnection, work: Awaitable[None]) -> None:
+        try:
+            await work
+        except ApiError as exc:
+            conn.send_frame(_error_frame(None, exc))
+
+
+def _same(fields: Frame) -> Frame:
+    return fields
+
+
+def _answer(
+    conn: SocketConnection, txn: Any, to_fields: Callable[[Any], Frame], future: asyncio.Future[Any]
+) -> None:
+    """The ack (after commit) or the error for one send."""
+    if future.cancelled():
+        return
+    error = future.exception()
+    if error is None:
+        conn.send_frame({"type": "ack", "client_txn_id": txn, **to_fields(future.result())})
+    elif isinstance(error, ApiError):
+        conn.send_frame(_error_frame(txn, error))
+    else:
+        log.error("ws send failed", exc_info=error)
+        conn.send_frame(_error_frame(txn, ApiError("internal", "internal error")))

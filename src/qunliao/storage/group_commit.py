@@ -79,11 +79,15 @@ class MessageWriter:
         self._task = None
 
     async def submit(self, event: spine.NewEvent) -> SendOutcome:
+        return await self.submit_nowait(event)
+
+    def submit_nowait(self, event: spine.NewEvent) -> asyncio.Future[SendOutcome]:
+        """Queue a send; the future resolves after its batch commits."""
         if self._task is None:
             raise ApiError("unavailable", "the server is shutting down")
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(event, future))
-        return await future
+        return future
 
     async def _run(self) -> None:
         while True:

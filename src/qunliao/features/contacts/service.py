@@ -172,6 +172,13 @@ class ContactService:
         async with self._db.read() as conn:
             return await store.blocked_by_me(conn, caller.user_id)
 
+    def blocked_cached(self, sender_id: str, recipient_id: str) -> bool | None:
+        """Whether `recipient_id` blocks `sender_id`, if known in memory; None if not."""
+        cached = self._block_cache.get((recipient_id, sender_id))
+        if cached is None or cached[0] < self._clock.monotonic():
+            return None
+        return cached[1]
+
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
         """Raise forbidden when `recipient_id` has blocked `sender_id`.
 

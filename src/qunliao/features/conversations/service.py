@@ -103,6 +103,10 @@ class ConversationService:
             self._access.put(conversation_id, caller.user_id, access)
         return access
 
+    def cached_access(self, caller: Principal, conversation_id: str) -> Access | None:
+        """The caller's membership if this process verified it recently, else None."""
+        return self._access.get(conversation_id, caller.user_id)
+
     def forget_conversation(self, conversation_id: str) -> None:
         """Someone changed the conversation or its members: re-check access from storage."""
         self._access.forget(conversation_id)

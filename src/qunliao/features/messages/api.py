@@ -20,7 +20,7 @@ class NewMessage(Body):
     msg_type: Literal["text"] = "text"
     body: TextBody
     reply_to: str | None = Field(None, max_length=1000)
-    mentions: list[str] | None = Field(None, max_length=1000)
+    mentions: list[str] | Literal["all"] | None = Field(None, max_length=1000)
 
 
 class Edit(Body):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from qunliao.features.contacts.service import ContactService
 from qunliao.features.conversations.service import Access, ConversationService
 from qunliao.storage import spine
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import MessageWriter
+from qunliao.storage.group_commit import MessageWriter, SendOutcome
 
 OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
 BroadcastState = Callable[[str, dict[str, Any], str | None], None]
@@ -70,6 +71,14 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     )
 
 
+def _direct_peer(caller: Principal, access: Access) -> str | None:
+    """The other user of a direct conversation (None for groups and notes to self)."""
+    if access.conversation["kind"] != "direct":
+        return None
+    return next((u for u in str(access.conversation["direct_key"]).split("|")
+                 if u != caller.user_id), None)  # fmt: skip
+
+
 def _result(event: spine.StoredEvent) -> dict[str, Any]:
     return {"message_id": event.message_id, "seq": event.seq, "sent_at": event.sent_at}
 
@@ -108,45 +117,88 @@ class MessageService:
         """Store a message (ack after commit). Returns (result, duplicate)."""
         self._limiter.check("send:" + caller.user_id)
         access = await self._conversations.access_conversation(caller, request.conversation_id)
-        await self._check_may_send(caller, access)
-        mentions = list(request.mentions)
-        if "all" in mentions and not (access.is_group and access.is_manager):
-            raise forbidden("only the owner and admins may mention everyone")
-        if request.reply_to is not None:
+        self._check_not_muted(access)
+        peer = _direct_peer(caller, access)
+        if peer is not None:
+            await self._contacts.check_not_blocked(caller.user_id, peer)
+        self._check_mentions(access, request)
+        named = [m for m in request.mentions if m != "all"]
+        if request.reply_to is not None or named:
             async with self._db.read() as conn:
-                if await spine.get_message(conn, request.conversation_id, request.reply_to) is None:
+                if request.reply_to is not None and not await spine.get_message(
+                    conn, request.conversation_id, request.reply_to
+                ):
                     raise bad_request(f"reply_to {request.reply_to} is not in this conversation")
-        outcome = await self._writer.submit(
-            spine.NewEvent(
-                stream_id=request.conversation_id,
-                type=spine.MESSAGE,
-                sender_id=caller.user_id,
-                device_id=caller.device_id,
-                client_txn_id=request.client_txn_id,
-                message_id=self._ids.new("m"),
-                msg_type=request.msg_type,
-                body=request.body,
-                reply_to=request.reply_to,
-                mentions=mentions or None,
-            )
-        )
+                members = await spine.get_members(conn, request.conversation_id, named)
+            strangers = [m for m in named if m not in members or not members[m].active]
+            if strangers:
+                raise bad_request(f"mentioned users are not members: {', '.join(strangers[:5])}")
+        outcome = await self._writer.submit(self._new_event(caller, request))
         return _result(outcome.event), outcome.duplicate
+
+    def do_send_now(
+        self, caller: Principal, frame: dict[str, Any]
+    ) -> asyncio.Future[SendOutcome] | None:
+        """The same send without awaiting anything, when every check is answered from memory.
+
+        Returns the pending commit, or None when a check needs storage (use do_send then).
+        """
+        request = check_send(frame)
+        if request.reply_to is not None or any(m != "all" for m in request.mentions):
+            return None  # checked against storage by do_send
+        access = self._conversations.cached_access(caller, request.conversation_id)
+        if access is None:
+            return None
+        peer = _direct_peer(caller, access)
+        blocked = False if peer is None else self._contacts.blocked_cached(caller.user_id, peer)
+        if blocked is None:
+            return None
+        self._limiter.check("send:" + caller.user_id)
+        self._check_not_muted(access)
+        if blocked:
+            raise forbidden("you cannot message this user")
+        self._check_mentions(access, request)
+        return self._writer.submit_nowait(self._new_event(caller, request))
+
+    @staticmethod
+    def ack_fields(outcome: SendOutcome) -> dict[str, Any]:
+        return _result(outcome.event)
 
     async def do_send_frame(self, caller: Principal, frame: dict[str, Any]) -> dict[str, Any]:
         result, _ = await self.do_send(caller, check_send(frame))
         return result
 
-    async def _check_may_send(self, caller: Principal, access: Access) -> None:
+    def _new_event(self, caller: Principal, request: SendRequest) -> spine.NewEvent:
+        return spine.NewEvent(
+            stream_id=request.conversation_id,
+            type=spine.MESSAGE,
+            sender_id=caller.user_id,
+            device_id=caller.device_id,
+            client_txn_id=request.client_txn_id,
+            message_id=self._ids.new("m"),
+            msg_type=request.msg_type,
+            body=request.body,
+            reply_to=request.reply_to,
+            mentions=list(request.mentions) or None,
+        )
+
+    def _check_not_muted(self, access: Access) -> None:
         member = access.member
         if member.muted_until is not None and member.muted_until > self._clock.now_ms():
             raise forbidden("you are muted in this conversation")
         if access.conversation["muted_all"] and not access.is_manager:
             raise forbidden("only the owner and admins may speak while the group is muted")
-        if access.conversation["kind"] == "direct":
-            key = str(access.conversation["direct_key"])
-            peer = next((u for u in key.split("|") if u != caller.user_id), None)
-            if peer is not None:
-                await self._contacts.check_not_blocked(caller.user_id, peer)
+
+    @staticmethod
+    def _check_mentions(access: Access, request: SendRequest) -> None:
+        if "all" in request.mentions and not (access.is_group and access.is_manager):
+            raise forbidden("only the owner and admins may mention everyone")
+
+    async def _check_may_send(self, caller: Principal, access: Access) -> None:
+        self._check_not_muted(access)
+        peer = _direct_peer(caller, access)
+        if peer is not None:
+            await self._contacts.check_not_blocked(caller.user_id, peer)
 
     # ---------------------------------------------------------------- read
 
