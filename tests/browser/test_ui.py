@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from playwright.sync_api import Browser, expect
 
 from .helpers import (
@@ -113,8 +115,12 @@ def test_chinese_ui_keeps_contract_names_and_switches_language(
     browser: Browser, server_url: str
 ) -> None:
     li = open_person(browser, server_url, "李雷", prefix="lilei", locale="zh-CN", register=False)
+    # A display name of its own per run, so a search in Chinese finds exactly one person.
+    han_name = "韩梅梅" + "".join(
+        "零一二三四五六七八九"[int(d)] for d in str(random.randrange(10**6))
+    )
     han = open_person(
-        browser, server_url, "韩梅梅", prefix="hanmeimei", locale="zh-CN", viewport=PHONE
+        browser, server_url, han_name, prefix="hanmeimei", locale="zh-CN", viewport=PHONE
     )
     try:
         page = li.page
@@ -133,8 +139,8 @@ def test_chinese_ui_keeps_contract_names_and_switches_language(
 
         new_chat.click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_role("searchbox").fill("韩梅")  # display-name search in Chinese
-        dialog.get_by_role("checkbox", name="韩梅梅", exact=True).check()
+        dialog.get_by_role("searchbox").fill(han_name[1:])  # display-name substring, in Chinese
+        dialog.get_by_role("checkbox", name=han_name, exact=True).check()
         dialog.locator("button[type=submit]").click()
         expect(page.get_by_role("button", name="Send", exact=True)).to_have_text("发送")
         expect(page.get_by_label("Message", exact=True)).to_have_attribute("placeholder", "消息")

@@ -109,3 +109,11 @@ def test_real_server_serves_client_and_keeps_api(server_url: str) -> None:
     except urllib.error.HTTPError as error:
         assert error.code == 401
         assert json.loads(error.read())["error"]["code"] == "unauthorized"
+
+
+def test_client_code_never_builds_html_from_strings() -> None:
+    forbidden = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(")
+    for path in WEB_ROOT.rglob("*.js"):
+        code = path.read_text()
+        for word in forbidden:
+            assert word not in code.replace("(never innerHTML)", ""), f"{word} in {path.name}"
