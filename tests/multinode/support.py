@@ -9,6 +9,7 @@ tests need (a short poll interval, no rate limit) go into a qunliao.toml passed 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -33,7 +34,7 @@ from qunliao.sdk import (
     RetryPolicy,
     WebSocketConnection,
 )
-from tests.e2e.helpers import PASSWORD, ServerProcess, database, free_port
+from tests.e2e.helpers import PASSWORD, ServerProcess, database, free_port, server_python
 
 REDIS_SERVER = "/usr/bin/redis-server"
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -153,14 +154,17 @@ def cluster(
     settings: dict[str, Any] | None = None,
 ) -> Iterator[list[ServerProcess]]:
     """`nodes` gateways on one fresh PostgreSQL database and one bus; their logs are printed
-    when the test fails."""
+    when the test fails. As in production, the schema is migrated first (`qunliao migrate`),
+    then every gateway starts at once."""
     config = write_config(workdir / "qunliao.toml", {**TEST_SETTINGS, **(settings or {})})
     args = ["--bus-url", bus_url, "--config", str(config), *(extra_args or [])]
     with database("postgres", workdir) as database_url:
+        migrate(database_url)
         servers = [ServerProcess(database_url, workdir, extra_args=args) for _ in range(nodes)]
         try:
-            for server in servers:  # one at a time: the first one migrates the new database
-                server.start()
+            with concurrent.futures.ThreadPoolExecutor(nodes) as pool:
+                for started in [pool.submit(server.start) for server in servers]:
+                    started.result(timeout=60)
             yield servers
         except BaseException:
             for server in servers:
@@ -169,6 +173,17 @@ def cluster(
         finally:
             for server in servers:
                 server.stop()
+
+
+def migrate(database_url: str) -> None:
+    subprocess.run(
+        [server_python(), "-m", "qunliao", "migrate", "--database-url", database_url],
+        check=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("QUNLIAO_")},
+    )
 
 
 async def health(url: str) -> dict[str, Any]:
@@ -253,19 +268,20 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
 # ---------------------------------------------------------------- users
 
 
-async def register_users(url: str, names: list[str]) -> dict[str, str]:
-    """{name: username}; each gets a fresh account."""
-    usernames = {name: f"{name}_{secrets.token_hex(3)}" for name in names}
-    async with Client(url) as registrar:
-        for name, username in usernames.items():
-            await registrar.register(username, PASSWORD, name)
-    return usernames
+async def accounts(urls: list[str], names: list[str]) -> dict[str, Client]:
+    """A fresh account per name, each logged in once (one device) at urls[i % len(urls)].
+    Password hashing is the slow part, so it runs concurrently, spread over the nodes."""
 
+    async def one(index: int, name: str) -> Client:
+        url = urls[index % len(urls)]
+        username = f"{name}_{secrets.token_hex(3)}"
+        client = Client(url, timeout=5.0, retry=SEND_RETRY)
+        await client.register(username, PASSWORD, name)
+        await client.login(username, PASSWORD, device_name=f"{name}-dev")
+        return client
 
-async def login(url: str, username: str, device: str) -> Client:
-    client = Client(url, timeout=5.0, retry=SEND_RETRY)
-    await client.login(username, PASSWORD, device_name=device)
-    return client
+    clients = await asyncio.gather(*(one(i, name) for i, name in enumerate(names)))
+    return dict(zip(names, clients, strict=True))
 
 
 def same_device(client: Client, url: str) -> Client:

@@ -24,12 +24,11 @@ from .support import (
     BusServer,
     Heard,
     Load,
+    accounts,
     check_exactly_once,
     cluster,
     http_sender,
-    login,
     receive,
-    register_users,
     same_device,
     token_now,
     wait_until,
@@ -72,52 +71,48 @@ async def test_sync_is_exactly_once_with_writers_in_two_processes(
 ) -> None:
     bus = BusServer(kind, tmp_path)
     with bus.running(), cluster(tmp_path, bus.url) as (node1, node2):
-        names = ["w1", "w2", "w3", "w4", "reader", "poller", "ws1", "ws2"]
-        usernames = await register_users(node1.url, names)
-        clients = {n: await login(node1.url, usernames[n], f"{n}-dev") for n in names}
-        # the same devices, through node 2 as well
-        on_node2 = {n: same_device(clients[n], node2.url) for n in names}
+        # w1 writes through node 1, w2 through node 2; the reader's one device follows sync
+        # through both nodes and keeps a socket on each
+        clients = await accounts([node1.url, node2.url], ["w1", "w2", "reader"])
+        w1, w2, reader = clients["w1"], clients["w2"], clients["reader"]
+        readers_on = [same_device(reader, node1.url), same_device(reader, node2.url)]
         try:
-            members = [clients[n].user_id for n in names if n != "w1"]
-            group = await clients["w1"].create_group(members, "two writers")
+            group = await w1.create_group([w2.user_id, reader.user_id], "two writers")
             seed = random.randrange(1 << 30)
-            rng = random.Random(seed)
             load = Load()
 
-            sockets = {"ws1": clients["ws1"].websocket(), "ws2": on_node2["ws2"].websocket()}
+            sockets = {"node 1": readers_on[0].websocket(), "node 2": readers_on[1].websocket()}
             heard = {n: Heard(n) for n in sockets}
             for ws in sockets.values():
                 await ws.connect()
                 await ws.ping()
             receiving = [asyncio.create_task(receive(sockets[n], heard[n])) for n in sockets]
 
-            readers = []
-            for name, timeout_ms in (("reader", 0), ("poller", 500)):
-                since = await token_now(clients[name])
-                both = [clients[name], on_node2[name]]
-                reader_rng = random.Random(rng.random())
-                readers.append(
-                    asyncio.create_task(
-                        follow_sync(both, group, since, load.stop, reader_rng, timeout_ms)
-                    )
+            since = await token_now(reader)
+            readers = [
+                asyncio.create_task(
+                    follow_sync(readers_on, group, since, load.stop, random.Random(seed + i), wait)
                 )
+                for i, wait in enumerate((0, 500))  # one reads, one long-polls
+            ]
             writers = []
-            for name, client in (("w1", clients["w1"]), ("w2", on_node2["w2"])):
+            for name, client in (("w1", w1), ("w2", w2)):
                 writers += [
                     asyncio.create_task(http_sender(load, f"{name}.{i}", client, [group], 0.0))
                     for i in range(IN_FLIGHT)
                 ]
-            writers.append(asyncio.create_task(ws_sender(load, "w3", clients["w3"], [group], 0)))
-            writers.append(asyncio.create_task(ws_sender(load, "w4", on_node2["w4"], [group], 0)))
+                writers.append(
+                    asyncio.create_task(ws_sender(load, f"{name}.ws", client, [group], 0))
+                )
 
             await asyncio.sleep(LOAD_S)
             load.stop.set()
             await asyncio.wait_for(asyncio.gather(*writers), 30)
             followed = await asyncio.wait_for(asyncio.gather(*readers), 30)
 
-            stored = [m["message_id"] for m in await clients["reader"].all_history(group)]
+            stored = [m["message_id"] for m in await reader.all_history(group)]
             assert sorted(stored) == sorted(load.ids()), "the database and the acks disagree"
-            for name, events in zip(("reader", "poller"), followed, strict=True):
+            for name, events in zip(("reader", "long-poller"), followed, strict=True):
                 ids = [e["message_id"] for e in events]
                 assert len(ids) == len(set(ids)), f"{name}: sync repeated a message (seed {seed})"
                 assert set(ids) == set(stored), f"{name}: sync skipped a message (seed {seed})"
@@ -139,13 +134,13 @@ async def test_sync_is_exactly_once_with_writers_in_two_processes(
                 check_exactly_once(heard[name], load, [group])
                 assert [e["message_id"] for e in heard[name].events] == stored
             by_node = {
-                "node 1": sum(1 for a in load.acked if a.sender.startswith(("w1", "w3"))),
-                "node 2": sum(1 for a in load.acked if a.sender.startswith(("w2", "w4"))),
+                "node 1": sum(1 for a in load.acked if a.sender.startswith("w1")),
+                "node 2": sum(1 for a in load.acked if a.sender.startswith("w2")),
             }
             print(
                 f"\n[{kind} sync] {len(stored)} messages from {len(writers)} writers {by_node}"
                 f" followed exactly once by both readers and both sockets (seed {seed})"
             )
         finally:
-            for client in [*clients.values(), *on_node2.values()]:
+            for client in [*clients.values(), *readers_on]:
                 await client.aclose()

@@ -20,19 +20,17 @@ from typing import Any
 
 import pytest
 
-from qunliao.sdk import Client
-
 from .support import (
     BusServer,
     FailoverProxy,
     Heard,
     Load,
+    accounts,
     check_exactly_once,
     cluster,
     http_sender,
     listen_into,
-    login,
-    register_users,
+    same_device,
     token_now,
     wait_until,
     ws_sender,
@@ -48,41 +46,41 @@ async def test_kill_9_one_gateway_clients_fail_over_and_resume(tmp_path: Path) -
     bus = BusServer("redis", tmp_path)
     with bus.running(), cluster(tmp_path, bus.url) as (node1, node2):
         async with FailoverProxy([node1.port, node2.port]) as proxy:
-            names = ["a_http", "a_burst", "a_ws", "b_http", "b_ws"]
-            names += ["a_listen", "a_listen2", "b_listen"]
-            usernames = await register_users(node2.url, names)
-            via = {n: proxy.url if n.startswith("a_") else node2.url for n in names}
-            clients = {n: await login(via[n], usernames[n], f"{n}-dev") for n in names}
+            # ann's and lin's devices reach node 1 through the proxy; ben's and bea's talk to
+            # node 2 directly. Lin listens twice on one device, bea once.
+            made = await accounts([node1.url, node2.url], ["ann", "lin", "ben", "bea"])
+            clients = {
+                "ann": same_device(made["ann"], proxy.url),
+                "lin": same_device(made["lin"], proxy.url),
+                "ben": same_device(made["ben"], node2.url),
+                "bea": same_device(made["bea"], node2.url),
+            }
             try:
-                others = [clients[n].user_id for n in names if n != "a_http"]
+                others = [clients[n].user_id for n in ("lin", "ben", "bea")]
                 groups = [
-                    await clients["a_http"].create_group(others, "failover one"),
-                    await clients["a_http"].create_group(others, "failover two"),
+                    await clients["ann"].create_group(others, "failover one"),
+                    await clients["ann"].create_group(others, "failover two"),
                 ]
-                listeners = {n: Heard(n) for n in ("a_listen", "a_listen2", "b_listen")}
+                listeners = {
+                    "lin 1": (clients["lin"], Heard("lin 1 (node 1 via proxy)")),
+                    "lin 2": (clients["lin"], Heard("lin 2 (node 1 via proxy)")),
+                    "bea": (clients["bea"], Heard("bea (node 2)")),
+                }
                 listening = []
-                for name, heard in listeners.items():
-                    since = await token_now(clients[name])
-                    listening.append(asyncio.create_task(listen_into(clients[name], heard, since)))
+                for client, heard in listeners.values():
+                    since = await token_now(client)
+                    listening.append(asyncio.create_task(listen_into(client, heard, since)))
                 load = Load()
-                senders = (
-                    [
-                        asyncio.create_task(http_sender(load, n, clients[n], groups, PACE))
-                        for n in ("a_http", "b_http")
-                    ]
-                    + [
-                        asyncio.create_task(ws_sender(load, n, clients[n], groups, PACE))
-                        for n in ("a_ws", "b_ws")
-                    ]
-                    + [  # one device with several sends in flight: some commit, unanswered
-                        asyncio.create_task(
-                            http_sender(load, f"a_burst{i}", clients["a_burst"], groups, 0.0)
-                        )
-                        for i in range(BURST)
-                    ]
-                )
+                senders = []
+                for name in ("ann", "ben"):
+                    client = clients[name]
+                    senders.append(http_sender(load, f"{name}-http", client, groups, PACE))
+                    senders.append(ws_sender(load, f"{name}-ws", client, groups, PACE))
+                for i in range(BURST):  # sends in flight on ann's device: some commit unanswered
+                    senders.append(http_sender(load, f"ann-burst{i}", clients["ann"], groups, 0))
+                sending = [asyncio.create_task(sender) for sender in senders]
                 await wait_until(
-                    lambda: len(load.acked) > 200 and all(h.events for h in listeners.values()),
+                    lambda: len(load.acked) > 200 and all(h.events for _, h in listeners.values()),
                     within=15,
                     what="traffic on every listener",
                 )
@@ -103,10 +101,10 @@ async def test_kill_9_one_gateway_clients_fail_over_and_resume(tmp_path: Path) -
                     what="sends to go on after the kill",
                 )
                 load.stop.set()
-                await asyncio.wait_for(asyncio.gather(*senders), 40)
+                await asyncio.wait_for(asyncio.gather(*sending), 40)
 
                 everything = set(load.ids())
-                for heard in listeners.values():
+                for _, heard in listeners.values():
                     await wait_until(
                         lambda heard=heard: everything <= {e["message_id"] for e in heard.events},
                         within=15,
@@ -119,14 +117,14 @@ async def test_kill_9_one_gateway_clients_fail_over_and_resume(tmp_path: Path) -
 
                 stored: list[dict[str, Any]] = []
                 for group in groups:
-                    stored += await clients["b_listen"].all_history(group)
+                    stored += await clients["bea"].all_history(group)
                 texts = Counter(m["body"]["text"] for m in stored)  # each text is its txn id
                 assert not [t for t, n in texts.items() if n > 1], "one client_txn_id stored twice"
                 by_text = {m["body"]["text"]: m["message_id"] for m in stored}
                 for acked in load.acked:
                     assert by_text.get(acked.txn) == acked.message_id, f"{acked.txn} lost/changed"
                 assert len(stored) == len(load.acked), "stored messages nobody got an ack for"
-                for heard in listeners.values():
+                for _, heard in listeners.values():
                     check_exactly_once(heard, load, groups)
 
                 retried = sum(1 for a in load.acked if a.attempts > 1)
@@ -139,11 +137,10 @@ async def test_kill_9_one_gateway_clients_fail_over_and_resume(tmp_path: Path) -
                 )
 
                 await node1.astart()  # back on the same port, same history
-                token = clients["a_listen"].access_token
-                async with Client(node1.url, access_token=token) as again:
+                async with same_device(clients["lin"], node1.url) as again:
                     for group in groups:
                         history = [m["message_id"] for m in await again.all_history(group)]
                         assert sorted(history) == sorted(load.ids(group))
             finally:
-                for client in clients.values():
+                for client in [*made.values(), *clients.values()]:
                     await client.aclose()
