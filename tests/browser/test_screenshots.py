@@ -35,6 +35,15 @@ def shoot(page: Page, name: str) -> None:
     page.screenshot(path=str(SHOTS / f"{name}.png"))
     # No horizontal overflow at any width: everything fits the viewport.
     assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+    # Every control on screen has an accessible name.
+    assert page.evaluate(UNNAMED_CONTROLS) == [], name
+
+
+UNNAMED_CONTROLS = """() => [...document.querySelectorAll("button, input, textarea, select")]
+  .filter((el) => el.getClientRects().length && el.type !== "hidden")
+  .filter((el) => !(el.getAttribute("aria-label") || el.textContent.trim() || el.title
+    || (el.labels && [...el.labels].some((l) => l.textContent.trim()))))
+  .map((el) => el.outerHTML.slice(0, 120))"""
 
 
 def same_user(
