@@ -331,7 +331,7 @@ async def listener(run: Run, clients: list[Client], since: str) -> None:
 
 
 async def killer(run: Run, rng: random.Random) -> None:
-    """kill -9 a random running node every 1-4 s and start it again at once. Mostly the other
+    """kill -9 a random running node every 0.5-3 s and start it again at once. Mostly the other
     node is up meanwhile; one time in five the last running node goes too (both down)."""
 
     async def restart(node: Node) -> None:
@@ -340,7 +340,7 @@ async def killer(run: Run, rng: random.Random) -> None:
 
     restarting: set[asyncio.Task[None]] = set()
     while not run.done.is_set() and time.monotonic() < run.deadline:
-        await asyncio.sleep(rng.uniform(1.0, 4.0))
+        await asyncio.sleep(rng.uniform(0.5, 3.0))
         running = [n for n in run.nodes if n.up.is_set()]
         if not running or run.done.is_set():
             continue
@@ -354,6 +354,17 @@ async def killer(run: Run, rng: random.Random) -> None:
         restarting.add(task)
         task.add_done_callback(restarting.discard)
     await asyncio.gather(*restarting)
+
+
+async def progress(run: Run, started: float) -> None:
+    while not run.done.is_set():
+        await asyncio.sleep(30)
+        print(
+            f"  … {time.monotonic() - started:.0f} s: {len(run.acked)}/{run.total} acked, "
+            f"{run.kills} kills",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 async def token_now(client: Client) -> str:
@@ -425,6 +436,7 @@ async def drive(
             kind = http_sender if number % 2 == 0 else ws_sender
             senders.append(asyncio.create_task(kind(run, number, devices[number], count)))
         killing = asyncio.create_task(killer(run, rng))
+        reporting = asyncio.create_task(progress(run, started))
         failed: BaseException | None = None
         try:
             remaining = max(run.deadline - time.monotonic(), 1)
@@ -434,6 +446,7 @@ async def drive(
             for task in senders:
                 task.cancel()
         run.done.set()
+        reporting.cancel()
         await asyncio.wait_for(killing, 90)
         for node in nodes:
             await node.wait_healthy()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import pytest
 
 from qunliao.sdk import (
     Client,
@@ -87,8 +88,12 @@ class BusServer:
         return [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port)]
 
     def start(self, timeout: float = 10.0) -> None:
-        if not os.path.exists(self._command()[0]):
-            raise RuntimeError(f"{self._command()[0]} is not installed")
+        binary = self._command()[0]
+        if not os.path.exists(binary):
+            reason = f"{binary} is not installed (the fault tests start their own {self.kind})"
+            if os.environ.get("QUNLIAO_REQUIRE_SERVICES"):
+                pytest.fail(reason)
+            pytest.skip(reason)
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self._command(), stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
@@ -453,8 +458,8 @@ async def wait_until(predicate: Callable[[], bool], within: float, what: str) ->
 
 
 def check_exactly_once(heard: Heard, load: Load, conversations: list[str]) -> None:
-    """Every acked message arrived exactly once, nothing unacked-and-unknown extra beyond
-    what the database holds, and each conversation's events came in seq order."""
+    """Every acked message arrived exactly once, and each conversation's events came in seq
+    order without a repeated seq."""
     wanted = set(load.ids())
     counts = Counter(e["message_id"] for e in heard.events if e["conversation_id"] in conversations)
     missing = wanted - set(counts)
