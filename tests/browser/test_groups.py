@@ -86,6 +86,13 @@ def test_group_rename_announcement_remove_and_leave(browser: Browser, server_url
         expect(bob_sheet.get_by_role("button", name="Remove Carol")).to_have_count(0)
         bob.page.keyboard.press("Escape")
 
+        # The owner makes Bob an admin: his sheet becomes editable.
+        sheet.get_by_role("button", name="Make admin Bob").click()
+        expect(sheet.locator(".members .person", has_text="Bob")).to_contain_text("Admin")
+        bob.page.get_by_role("button", name="Group info").click()
+        expect(bob_sheet.get_by_label("Group name")).not_to_have_attribute("readonly", "")
+        bob.page.keyboard.press("Escape")
+
         # Alice removes Carol: the group disappears from Carol's list.
         sheet.get_by_role("button", name="Remove Carol").click()
         expect(sheet.locator(".members .person")).to_have_count(2)

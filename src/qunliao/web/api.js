@@ -93,6 +93,7 @@ export class Http {
     return this.get(`/conversations/${enc(id)}/members${query}`);
   }
   addMembers(id, userIds) { return this.post(`/conversations/${enc(id)}/members`, { user_ids: userIds }); }
+  setMemberRole(id, userId, role) { return this.patch(`/conversations/${enc(id)}/members/${enc(userId)}`, { role }); }
   removeMember(id, userId) { return this.del(`/conversations/${enc(id)}/members/${enc(userId)}`); }
   typing(id, typing) { return this.post(`/conversations/${enc(id)}/typing`, { typing }); }
 

@@ -28,6 +28,13 @@ export function openGroupInfo(store, conversationId) {
       return h("li", { class: "person" }, avatar(name, m.user_id), h("span", { class: "pick-name" }, name),
         m.user_id === store.me.user_id ? h("span", { class: "muted" }, `(${t("you")})`) : null,
         h("span", { class: `role role-${m.role}` }, t(`role_${m.role}`)),
+        conv.my_role === "owner" && m.role !== "owner"
+          ? h("button", {
+              class: "link",
+              "aria-label": `${m.role === "admin" ? t("unmake_admin") : t("make_admin")} ${name}`,
+              onclick: () => store.http.setMemberRole(conversationId, m.user_id, m.role === "admin" ? "member" : "admin").then(() => store.loadMembers(conversationId)).catch(fail),
+            }, m.role === "admin" ? t("unmake_admin") : t("make_admin"))
+          : null,
         mayRemove ? h("button", { class: "link danger", "aria-label": `${t("remove")} ${name}`, onclick: () => store.http.removeMember(conversationId, m.user_id).then(() => store.loadMembers(conversationId)).catch(fail) }, t("remove")) : null);
     });
     const picker = peoplePicker(store, { exclude: new Set(members.map((m) => m.user_id)) });
