@@ -28,6 +28,8 @@ from qunliao.features.contacts import api as contacts_api
 from qunliao.features.contacts.service import ContactService
 from qunliao.features.conversations import api as conversations_api
 from qunliao.features.conversations.service import ConversationService
+from qunliao.features.idempotency.api import IdempotencyMiddleware
+from qunliao.features.idempotency.service import IdempotencyService
 from qunliao.features.messages import api as messages_api
 from qunliao.features.messages.service import MessageService
 from qunliao.features.sync import api as sync_api
@@ -99,6 +101,7 @@ class Services:
     messages: MessageService
     sync: SyncService
     metrics: Metrics
+    clock: Clock
 
 
 def error_response(error: ApiError) -> Response:
@@ -199,6 +202,7 @@ def build_services(
         messages,
         sync,
         metrics,
+        clock,
     )
 
 
@@ -302,6 +306,18 @@ def create_app(
     app.include_router(conversations_api.router(svc.conversations, auth))
     app.include_router(messages_api.router(svc.messages, auth))
     app.include_router(sync_api.router(svc.sync, auth))
+
+    async def error_answer(error: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        response = error_response(error)
+        headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+        return response.status_code, bytes(response.body), headers
+
+    app.add_middleware(
+        IdempotencyMiddleware,
+        service=IdempotencyService(svc.db, svc.clock),
+        authenticate=svc.accounts.authenticate,
+        on_error=error_answer,
+    )
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
     app.add_middleware(WebSocketFastPath, path="/api/v1/ws", handler=svc.gateway.endpoint)
     mount_web_client(app)

@@ -181,3 +181,30 @@ async def test_non_members_get_403_everywhere(h: Harness) -> None:
     assert all(e["conversation_id"] != group for e in events)
     r = await h.call(mallory, "GET", "/api/v1/conversations/c_doesnotexist")
     assert r.status_code == 404
+
+
+async def test_idempotency_key_makes_group_creation_retry_safe(h: Harness) -> None:
+    alice, bob = await h.user("alice"), await h.user("bob")
+    body = {"kind": "group", "member_ids": [bob.user_id], "title": "一次 once"}
+    headers = {**alice.headers, "Idempotency-Key": "create-1"}
+    first = await h.client.post("/api/v1/conversations", json=body, headers=headers)
+    again = await h.client.post("/api/v1/conversations", json=body, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    other = await h.client.post("/api/v1/conversations", json={**body, "title": "二"},
+                                headers=headers)  # fmt: skip
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+    # the same key of another user is another request
+    bobs = await h.client.post(
+        "/api/v1/conversations",
+        headers={**bob.headers, "Idempotency-Key": "create-1"},
+        json=body | {"member_ids": []},
+    )
+    assert bobs.status_code == 201 and bobs.json() != first.json()
+    listed = (await h.call(alice, "GET", "/api/v1/conversations")).json()["conversations"]
+    assert len(listed) == 1
+    bad = await h.client.post(
+        "/api/v1/conversations", json=body, headers={**alice.headers, "Idempotency-Key": "x" * 129}
+    )
+    assert bad.status_code == 400

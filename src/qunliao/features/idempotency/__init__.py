@@ -1,0 +1,1 @@
+"""Idempotency-Key: a retried HTTP write returns the original answer."""
