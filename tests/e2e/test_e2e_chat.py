@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from qunliao.sdk import Client, QunliaoError, new_txn_id
+from qunliao.sdk import Client, QunliaoError, WebSocketConnection, new_txn_id
 
 from .helpers import PASSWORD, MakeUser, ServerProcess, next_event_of
 
@@ -304,3 +304,24 @@ async def test_revoked_token_closes_the_socket_4401(
             assert (await laptop.me())["user_id"] == alice.user_id
         with pytest.raises(QunliaoError):
             await phone.me()
+
+
+async def test_an_ack_means_committed(server: ServerProcess, make_user: MakeUser) -> None:
+    """Pipelined WebSocket sends: the moment an ack arrives, the message must be readable by
+    anyone over HTTP (ack after commit, never before)."""
+    alice, bob = await make_user("alice"), await make_user("bob")
+    group = await alice.client.create_group([bob.user_id], "acks")
+    missing: list[str] = []
+
+    async def send_then_read(ws: WebSocketConnection, i: int) -> None:
+        result = await ws.send_text(group, f"p{i}")
+        try:
+            stored = await bob.client.message(group, result.message_id)
+        except QunliaoError as error:
+            missing.append(f"{result.message_id}: {error}")
+            return
+        assert (stored["seq"], stored["sent_at"]) == (result.seq, result.sent_at)
+
+    async with alice.client.websocket() as ws:
+        await asyncio.gather(*(send_then_read(ws, i) for i in range(150)))
+    assert not missing, f"acked but not readable: {missing[:5]}"
