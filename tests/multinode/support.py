@@ -291,7 +291,9 @@ async def accounts(urls: list[str], names: list[str]) -> dict[str, Client]:
 
 def same_device(client: Client, url: str) -> Client:
     """The same device (same token and txn-id space) talking to another node."""
-    return Client(url, access_token=client.access_token, timeout=client.timeout, retry=SEND_RETRY)
+    other = Client(url, access_token=client.access_token, timeout=client.timeout, retry=SEND_RETRY)
+    other.user_id, other.device_id = client.user_id, client.device_id
+    return other
 
 
 async def token_now(client: Client) -> str:

@@ -39,7 +39,7 @@ from .support import (
 pytestmark = pytest.mark.e2e
 
 PACE = 0.03
-BURST = 4
+BURST = 8
 
 
 async def test_kill_9_one_gateway_clients_fail_over_and_resume(tmp_path: Path) -> None:
