@@ -114,3 +114,19 @@ async def test_profile_update_and_lookup(h: Harness) -> None:
     assert r.status_code == 404
     r = await h.call(alice, "PATCH", "/api/v1/me", json={"display_name": "   "})
     assert r.status_code == 400
+
+
+async def test_password_guessing_is_rate_limited(h: Harness) -> None:
+    alice = await h.user("alice")
+    codes = []
+    for _ in range(10):  # the harness's own login took one of the burst of 10
+        r = await h.client.post(
+            "/api/v1/sessions", json={"username": alice.username, "password": "guess guess"}
+        )
+        codes.append(r.status_code)
+    assert codes[:9] == [401] * 9 and codes[9] == 429
+    assert "Retry-After" in r.headers
+    h.clock.advance(6)
+    r = await h.client.post("/api/v1/sessions", json={"username": alice.username,
+                                                     "password": PASSWORD})  # fmt: skip
+    assert r.status_code == 201

@@ -15,6 +15,7 @@ from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, bad_request, conflict, not_found, unauthorized
 from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
+from qunliao.core.ratelimit import RateLimiter
 from qunliao.features.accounts import store
 from qunliao.storage import spine
 from qunliao.storage.db import Database
@@ -62,6 +63,7 @@ class AccountService:
         self._ids = ids
         self._revoke = revoke
         self._hasher = hasher or PasswordHasher()
+        self._login_limiter = RateLimiter(clock, rate_per_s=1 / 6, burst=10)
         # Verified against when the user does not exist, so timing does not reveal usernames.
         self._dummy_hash: str | None = None
 
@@ -91,6 +93,8 @@ class AccountService:
         return user_id
 
     async def do_login(self, username: str, password: str, device_name: str) -> dict[str, str]:
+        # Guessing passwords costs the guesser: a burst of 10 tries, then one every 6 s per name.
+        self._login_limiter.check("login:" + username[:64])
         async with self._db.read() as conn:
             user = await store.user_by_name(conn, username)
         if not await self._verify(user.password_hash if user else None, password) or user is None:
