@@ -116,13 +116,15 @@ def _install_chromium() -> None:
     )
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: sync Playwright runs an event loop in this thread while it lives,
+# which would break asyncio tests collected after the browser tests in a whole-suite run.
+@pytest.fixture(scope="module")
 def playwright_instance() -> Iterator[Playwright]:
     with sync_playwright() as playwright:
         yield playwright
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright_instance: Playwright) -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         _install_chromium()
