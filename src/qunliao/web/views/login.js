@@ -70,6 +70,7 @@ function describe(err, action) {
   if (err instanceof ApiError) {
     if (err.status === 401) return t("bad_credentials");
     if (err.status === 409) return t("username_taken");
+    if (err.status === 429) return t("too_many_attempts");
     if (err.status === 400) return action === "register" ? `${t("username_rules")} ${t("password_rules")}` : t("bad_credentials");
     return t("error_generic", { message: err.message });
   }
