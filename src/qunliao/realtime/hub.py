@@ -262,15 +262,23 @@ class Hub:
         visibility = await self._members(event.stream_id)
         text: str | None = None
         seq = event.seq
-        for user_id, conns in self.connections.items():
-            span = visibility.get(user_id)
-            if span is None or seq < span[0] or (span[1] is not None and seq > span[1]):
+        for user_id, conns in self._local_members(visibility):
+            span = visibility[user_id]
+            if seq < span[0] or (span[1] is not None and seq > span[1]):
                 continue
             if text is None:
                 text = encode_event(event)
             for conn in list(conns):
                 conn.push(event.pos, text)
                 self.delivered += 1
+
+    def _local_members(self, visibility: Visibility) -> list[tuple[str, set[Connection]]]:
+        """Members with sockets here, walking whichever side is smaller (a 1:1 chat on a busy
+        gateway, or a 10,000-member group on a quiet one)."""
+        if len(visibility) <= len(self.connections):
+            found = ((u, self.connections.get(u)) for u in visibility)
+            return [(u, c) for u, c in found if c]
+        return [(u, c) for u, c in self.connections.items() if u in visibility]
 
     async def _members(self, stream_id: str) -> Visibility:
         cached = self._visibility.get(stream_id)
@@ -290,9 +298,8 @@ class Hub:
             return
         visibility = await self._members(stream_id)
         text = orjson.dumps(frame).decode()
-        for user_id, conns in list(self.connections.items()):
-            span = visibility.get(user_id)
-            if span is None or span[1] is not None or user_id == exclude_user:
+        for user_id, conns in self._local_members(visibility):
+            if visibility[user_id][1] is not None or user_id == exclude_user:
                 continue
             for conn in list(conns):
                 conn.push_state(text)
