@@ -188,3 +188,70 @@ async def test_mentions_follow_the_docs(make_user: MakeUser) -> None:
         with pytest.raises(QunliaoError) as caught:
             await ws.send_text(group, "@stranger", mentions=[outsider.user_id])
     assert caught.value.code == "bad_request"
+
+
+async def test_the_sdk_helpers_match_the_server(server: ServerProcess, make_user: MakeUser) -> None:
+    """Every convenience method of the SDK, once, against the real server."""
+    alice, bob, carol = await make_user("alice"), await make_user("bob"), await make_user("carol")
+    profile = await alice.client.update_me(display_name="爱丽丝")
+    assert profile["display_name"] == "爱丽丝"
+    assert (await bob.client.user(alice.user_id))["display_name"] == "爱丽丝"
+    assert alice.user_id in [u["user_id"] for u in await bob.client.search_users("爱丽")]
+
+    tablet = await alice.device(server.url, "tablet")
+    async with tablet:
+        devices = await alice.client.devices()
+        assert {d["device_name"] for d in devices} >= {"e2e", "tablet"}
+        assert [d["current"] for d in devices].count(True) == 1
+        await alice.client.logout_device(str(tablet.device_id))
+        with pytest.raises(QunliaoError):
+            await tablet.me()
+
+    request = await alice.client.send_friend_request(bob.user_id)
+    declined = await bob.client.decline_friend_request(request["request_id"])
+    assert declined["status"] == "declined"
+    request = await bob.client.send_friend_request(alice.user_id, note="again")
+    await alice.client.accept_friend_request(request["request_id"])
+    contact = await alice.client.set_remark(bob.user_id, "老板")
+    assert contact["remark"] == "老板"
+    assert [c["remark"] for c in await alice.client.contacts()] == ["老板"]
+    await alice.client.remove_contact(bob.user_id)
+    assert await bob.client.contacts() == []
+
+    direct = await alice.client.create_direct(bob.user_id)
+    await bob.client.block(alice.user_id)
+    assert await bob.client.blocks() == [alice.user_id]
+    with pytest.raises(QunliaoError) as caught:
+        await alice.client.send_text(direct, "hello?")
+    assert caught.value.status == 403
+    assert bob.user_id not in [u["user_id"] for u in await alice.client.search_users(bob.username)]
+    await bob.client.unblock(alice.user_id)
+    await alice.client.send_text(direct, "hello again")
+
+    group = await alice.client.create_group([bob.user_id, carol.user_id], "team")
+    updated = await alice.client.update_conversation(group, announcement="周五聚餐")
+    assert updated["announcement"] == "周五聚餐"
+    assert (await bob.client.conversation(group))["announcement"] == "周五聚餐"
+    page = await alice.client.members(group, limit=2)
+    assert len(page["members"]) == 2 and page["next_after"]
+    rest = await alice.client.members(group, after=page["next_after"])
+    everyone = {m["user_id"] for m in page["members"] + rest["members"]}
+    assert everyone == {alice.user_id, bob.user_id, carol.user_id}
+    promoted = await alice.client.update_member(group, bob.user_id, role="admin")
+    assert promoted["role"] == "admin"
+    muted = await bob.client.update_member(group, carol.user_id, muted_until=2**41)
+    assert muted["muted_until"] == 2**41
+    with pytest.raises(QunliaoError) as caught:
+        await carol.client.send_text(group, "am I muted?")
+    assert caught.value.status == 403
+    await bob.client.update_member(group, carol.user_id, muted_until=None)
+    await carol.client.send_text(group, "not any more")
+    transferred = await alice.client.transfer(group, bob.user_id)
+    assert transferred["owner_id"] == bob.user_id
+    await alice.client.typing(group, True)
+    await alice.client.leave(group)
+    with pytest.raises(QunliaoError) as caught:
+        await alice.client.history(group)
+    assert caught.value.status == 403
+    await bob.client.remove_member(group, carol.user_id)
+    assert (await bob.client.conversation(group))["member_count"] == 1
