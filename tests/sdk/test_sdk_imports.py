@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,3 +31,16 @@ def test_sdk_imports_only_its_own_dependencies() -> None:
                     continue
                 offenders.append(f"{source.name}: {name}")
     assert offenders == []
+
+
+def test_importing_the_sdk_loads_no_server_code() -> None:
+    """`import qunliao.sdk` also runs qunliao/__init__.py: it must stay free of server imports."""
+    probe = (
+        "import sys, qunliao.sdk; "
+        "loaded = [m for m in sys.modules if m.split('.')[0] in "
+        "('fastapi', 'starlette', 'sqlalchemy', 'pydantic', 'uvicorn', 'asyncpg', 'redis')"
+        " or (m.startswith('qunliao.') and not m.startswith('qunliao.sdk'))]; "
+        "print(','.join(sorted(loaded)))"
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == ""
