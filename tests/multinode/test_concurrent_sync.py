@@ -45,16 +45,16 @@ async def follow_sync(
     clients: list[Client],
     group: str,
     since: str,
-    stop: asyncio.Event,
+    written: asyncio.Event,
     rng: random.Random,
     timeout_ms: int,
 ) -> list[dict[str, Any]]:
-    """Follow next_token, every page from a random node, until the writers stop and a page
-    comes back empty."""
+    """Follow next_token, every page from a random node, until every write is acked and a
+    page started after that comes back empty."""
     events: list[dict[str, Any]] = []
     token = since
     while True:
-        finished = stop.is_set()
+        finished = written.is_set()
         client = rng.choice(clients)
         page = await client.sync(token, limit=rng.randint(1, 12), timeout_ms=timeout_ms)
         token = page.next_token
@@ -89,9 +89,10 @@ async def test_sync_is_exactly_once_with_writers_in_two_processes(
             receiving = [asyncio.create_task(receive(sockets[n], heard[n])) for n in sockets]
 
             since = await token_now(reader)
+            written = asyncio.Event()
             readers = [
                 asyncio.create_task(
-                    follow_sync(readers_on, group, since, load.stop, random.Random(seed + i), wait)
+                    follow_sync(readers_on, group, since, written, random.Random(seed + i), wait)
                 )
                 for i, wait in enumerate((0, 500))  # one reads, one long-polls
             ]
@@ -108,6 +109,7 @@ async def test_sync_is_exactly_once_with_writers_in_two_processes(
             await asyncio.sleep(LOAD_S)
             load.stop.set()
             await asyncio.wait_for(asyncio.gather(*writers), 30)
+            written.set()
             followed = await asyncio.wait_for(asyncio.gather(*readers), 30)
 
             stored = [m["message_id"] for m in await reader.all_history(group)]
