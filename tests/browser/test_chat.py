@@ -64,7 +64,7 @@ def test_two_users_chat_live_both_ways(browser: Browser, server_url: str) -> Non
 
         # Sign out, and a reload stays signed out; signing in again works.
         alice.page.get_by_role("button", name="Settings").click()
-        alice.page.get_by_role("button", name="Sign out").click()
+        alice.page.get_by_role("button", name="Sign out", exact=True).click()
         expect(alice.page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
         alice.page.reload()
         expect(alice.page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()

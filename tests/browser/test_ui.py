@@ -78,7 +78,7 @@ def test_keyboard_only_sign_in_open_chat_and_send(browser: Browser, server_url: 
         page = alice.page
         page.reload()
         page.get_by_role("button", name="Settings").click()
-        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
         # Sign in with the keyboard: the username field has focus, Tab, Enter submits.
         expect(page.get_by_label("Username", exact=True)).to_be_focused()
         page.keyboard.type(alice.username)
@@ -105,6 +105,16 @@ def test_keyboard_only_sign_in_open_chat_and_send(browser: Browser, server_url: 
         expect(page.get_by_role("dialog", name="New chat")).to_be_visible()
         page.keyboard.press("Escape")
         expect(page.get_by_role("dialog")).to_have_count(0)
+        # "Sign out all other devices": a second session of Alice's is sent back to sign-in.
+        other = open_person(browser, server_url, "Alice", register=False)
+        other.username = alice.username
+        other.page.goto("/")
+        sign_in(other)
+        page.get_by_role("button", name="Settings").click()
+        page.get_by_role("button", name="Sign out all other devices").click()
+        expect(page.get_by_text("Your other devices are signed out.")).to_be_visible()
+        expect(other.page.get_by_role("button", name="Sign in", exact=True)).to_be_visible()
+        other.close()
         assert_clean(alice, bob)
     finally:
         alice.close()
@@ -162,7 +172,7 @@ def test_chinese_ui_keeps_contract_names_and_switches_language(
         expect(page.locator(".tab").first).to_contain_text("Chats")
         page.evaluate("() => localStorage.removeItem('qunliao.lang')")
         page.get_by_role("button", name="Settings").click()
-        page.get_by_role("button", name="Sign out").click()
+        page.get_by_role("button", name="Sign out", exact=True).click()
         sign_in(li)
         assert_clean(li, han)
     finally:

@@ -46,6 +46,10 @@ export function openSettings(store) {
       h("div", { class: "sheet-actions" },
         h("button", { type: "submit", class: "primary" }, t("save")),
         h("button", { type: "button", class: "danger", onclick: () => { dialog.close(); store.signOut(); } }, t("sign_out"))),
+      h("button", {
+        type: "button", class: "link other-devices",
+        onclick: () => store.http.del("/sessions/others").then(() => toast(t("others_signed_out"))).catch((err) => toast(t("error_generic", { message: err.message }))),
+      }, t("sign_out_others")),
     ),
   );
   openDialog(dialog);
