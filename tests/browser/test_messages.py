@@ -140,7 +140,10 @@ def test_recall_reply_and_mention(browser: Browser, server_url: str) -> None:
         box.press("Enter")
         expect(box).to_have_value("see you @Carol ")
         box.press("Enter")
+        carol_conv = carol.page.locator(".conv", has_text="Recall group")
+        expect(carol_conv.locator(".mention-mark")).to_have_text("[@you]")
         open_chat(carol, "Recall group")
+        expect(carol_conv.locator(".mention-mark")).to_have_count(0)
         mention = message_item(carol.page, "see you @Carol")
         expect(mention.locator(".bubble")).to_have_class("bubble mentions-me")
 

@@ -192,7 +192,11 @@ export class Store {
       Object.assign(old, { title: conv.title, announcement: conv.announcement, my_role: conv.my_role, member_count: conv.member_count });
       return;
     }
-    this.conversations.set(conv.conversation_id, { ...(old || {}), ...conv });
+    const merged = { ...(old || {}), ...conv };
+    // The server keeps no "mentioned me" flag: the newest unread message is what we can know.
+    if (!merged.unread_count) merged.mentioned_me = false;
+    else if (this.mentionsMe(merged.last_message) && merged.last_message.sender_id !== this.me?.user_id) merged.mentioned_me = true;
+    this.conversations.set(conv.conversation_id, merged);
     if (conv.peer_id) this.user(conv.peer_id);
   }
 
@@ -431,14 +435,16 @@ export class Store {
     if (!conv || document.visibilityState === "hidden") return;
     const newest = Math.max(conv.last_seq || 0, ...this.messagesOf(id).keys());
     if (!newest || (conv.read_seq || 0) >= newest) {
-      if (conv.unread_count) {
+      if (conv.unread_count || conv.mentioned_me) {
         conv.unread_count = 0;
+        conv.mentioned_me = false;
         this.emit("conversations");
       }
       return;
     }
     conv.read_seq = newest;
     conv.unread_count = 0;
+    conv.mentioned_me = false;
     this.emit("conversations");
     if (!(this.socket && this.socket.send({ type: "read", conversation_id: id, seq: newest }))) {
       this.http.markRead(id, newest).catch(() => {});
@@ -537,8 +543,14 @@ export class Store {
       conv.read_seq = Math.max(conv.read_seq || 0, message.seq);
     } else if (message.seq > (conv.read_seq || 0) && !(this.activeId === conv.conversation_id && document.visibilityState !== "hidden")) {
       conv.unread_count = (conv.unread_count || 0) + 1;
+      if (this.mentionsMe(message)) conv.mentioned_me = true;
     }
     this.emit("conversations");
+  }
+
+  mentionsMe(message) {
+    const mentions = message && message.mentions;
+    return Boolean(this.me && mentions && (mentions === "all" || (Array.isArray(mentions) && mentions.includes(this.me.user_id))));
   }
 
   // --- contacts ---------------------------------------------------------------------------------

@@ -63,7 +63,8 @@ export class ConversationList {
       const when = conv.last_activity_at || (conv.last_message && conv.last_message.sent_at) || 0;
       const unread = conv.unread_count || 0;
       const active = store.activeId === conv.conversation_id;
-      const sig = JSON.stringify([title, preview, when, unread, active, listTime(when)]);
+      const mentioned = Boolean(conv.mentioned_me && unread);
+      const sig = JSON.stringify([title, preview, when, unread, active, listTime(when), mentioned]);
       let item = this.items.get(conv.conversation_id);
       if (!item || item.sig !== sig) {
         const el = h("li", { class: "conv-item" },
@@ -78,6 +79,7 @@ export class ConversationList {
             h("span", { class: "conv-main" },
               h("span", { class: "conv-top" }, h("span", { class: "conv-title" }, title), h("time", { class: "conv-time" }, listTime(when))),
               h("span", { class: `conv-preview ${preview.typing ? "typing" : ""}` },
+                mentioned ? h("span", { class: "mention-mark" }, `${t("mentioned_you")} `) : null,
                 preview.pending ? h("span", { class: "pending-mark" }, "⏱ ") : null, preview.text))));
         if (item) item.el.replaceWith(el);
         item = { sig, el };
