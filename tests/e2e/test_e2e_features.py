@@ -228,7 +228,13 @@ async def test_the_sdk_helpers_match_the_server(server: ServerProcess, make_user
     await bob.client.unblock(alice.user_id)
     await alice.client.send_text(direct, "hello again")
 
-    group = await alice.client.create_group([bob.user_id, carol.user_id], "team")
+    group = await alice.client.create_group(
+        [bob.user_id, carol.user_id], "team", idempotency_key="k1"
+    )
+    again = await alice.client.create_group(
+        [bob.user_id, carol.user_id], "team", idempotency_key="k1"
+    )
+    assert again == group  # Idempotency-Key: the retry got the original answer
     updated = await alice.client.update_conversation(group, announcement="周五聚餐")
     assert updated["announcement"] == "周五聚餐"
     assert (await bob.client.conversation(group))["announcement"] == "周五聚餐"

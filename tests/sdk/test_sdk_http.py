@@ -367,3 +367,29 @@ def test_error_frames_map_to_statuses() -> None:
     )
     odd = QunliaoError.from_frame("garbage")
     assert (odd.status, odd.code) == (None, "unexpected")
+
+
+async def test_group_writes_retry_under_one_idempotency_key() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if len(seen) in (1, 3):
+            raise httpx.ReadError("reset", request=request)  # did it happen? unknown
+        if request.url.path.endswith("/members"):
+            return httpx.Response(200, json={"added": ["u_3"]})
+        if request.method == "GET":
+            return httpx.Response(200, json={"conversations": []})
+        return httpx.Response(201, json={"conversation_id": "c_1"})
+
+    async with make_client(handler) as client:
+        assert await client.create_group(["u_2"], "team") == "c_1"
+        assert await client.add_members("c_1", ["u_3"], idempotency_key="mine") == ["u_3"]
+        await client.request("POST", "/api/v1/conversations/c_1/typing", {"typing": True})
+        await client.conversations()
+    create1, create2, add1, add2, typing, listing = seen
+    key = create1.headers["idempotency-key"]
+    assert len(key) == 32 and create2.headers["idempotency-key"] == key
+    assert add1.headers["idempotency-key"] == add2.headers["idempotency-key"] == "mine"
+    assert "idempotency-key" not in typing.headers  # no retry asked: no key
+    assert "idempotency-key" not in listing.headers

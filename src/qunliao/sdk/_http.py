@@ -26,6 +26,9 @@ def new_txn_id() -> str:
     return uuid.uuid4().hex
 
 
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def api_path(*parts: str) -> str:
     """`/api/v1/<part>/<part>…` with every id percent-encoded (ids are opaque strings)."""
     return API_PREFIX + "".join("/" + quote(part, safe="") for part in parts)
@@ -84,9 +87,12 @@ async def send_request(
     json: Any = None,
     params: dict[str, Any] | None = None,
     http_timeout: float | None = None,
+    idempotency_key: str | None = None,
 ) -> Answer:
     """One HTTP request, no retry. Raises QunliaoError (answers) / QunliaoConnectionError."""
     headers = {"accept": "application/json"}
+    if idempotency_key is not None:
+        headers["idempotency-key"] = idempotency_key
     content: bytes | None = None
     if json is not None:
         content = orjson.dumps(json)

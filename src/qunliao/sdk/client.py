@@ -8,7 +8,14 @@ from typing import Any, Literal
 
 import httpx
 
-from qunliao.sdk._http import Answer, api_path, new_txn_id, send_request, with_retry
+from qunliao.sdk._http import (
+    WRITE_METHODS,
+    Answer,
+    api_path,
+    new_txn_id,
+    send_request,
+    with_retry,
+)
 from qunliao.sdk.errors import QunliaoError
 from qunliao.sdk.listen import listen_forever
 from qunliao.sdk.models import NO_RETRY, JSONDict, RetryPolicy, SendResult, Session, SyncPage
@@ -72,14 +79,23 @@ class Client:
         *,
         retry: RetryPolicy | None = None,
         http_timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Any call: `path` like `/api/v1/me`; returns the decoded JSON (None for 204).
 
-        No retry unless `retry` is given — only pass one for calls that are safe to repeat.
+        No retry unless `retry` is given. A write (POST/PUT/PATCH/DELETE) retried this way is
+        sent with an `Idempotency-Key` header (`idempotency_key`, or a fresh one), so the server
+        answers a repeat with the original result instead of doing it twice.
         `http_timeout` overrides the client's timeout for this call.
         """
         answer = await self._answer(
-            method, path, json, params, retry=retry, http_timeout=http_timeout
+            method,
+            path,
+            json,
+            params,
+            retry=retry,
+            http_timeout=http_timeout,
+            idempotency_key=idempotency_key,
         )
         return answer.data
 
@@ -92,7 +108,11 @@ class Client:
         *,
         retry: RetryPolicy | None = None,
         http_timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> Answer:
+        if idempotency_key is None and retry is not None and method.upper() in WRITE_METHODS:
+            idempotency_key = new_txn_id()
+
         async def once() -> Answer:
             return await send_request(
                 self._http,
@@ -102,6 +122,7 @@ class Client:
                 json=json,
                 params=params,
                 http_timeout=http_timeout,
+                idempotency_key=idempotency_key,
             )
 
         answer, _ = await with_retry(retry or NO_RETRY, once)
@@ -208,11 +229,26 @@ class Client:
         body = {"kind": "direct", "member_ids": [user_id]}
         return str((await self._json("POST", api_path("conversations"), body))["conversation_id"])
 
-    async def create_group(self, member_ids: list[str], title: str | None = None) -> str:
+    async def create_group(
+        self,
+        member_ids: list[str],
+        title: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Create a group; retried like `send_text`, under one `Idempotency-Key` (made when
+        None), so a retry never makes a second group."""
         body: JSONDict = {"kind": "group", "member_ids": list(member_ids)}
         if title is not None:
             body["title"] = title
-        return str((await self._json("POST", api_path("conversations"), body))["conversation_id"])
+        data = await self.request(
+            "POST",
+            api_path("conversations"),
+            body,
+            retry=self.retry,
+            idempotency_key=idempotency_key,
+        )
+        return str(data["conversation_id"])
 
     async def conversations(self) -> list[JSONDict]:
         return list((await self._json("GET", api_path("conversations")))["conversations"])
@@ -239,10 +275,19 @@ class Client:
         path = api_path("conversations", conversation_id, "members")
         return await self._json("GET", path, after=after, limit=limit)
 
-    async def add_members(self, conversation_id: str, user_ids: list[str]) -> list[str]:
-        """Returns the ids actually added."""
+    async def add_members(
+        self, conversation_id: str, user_ids: list[str], *, idempotency_key: str | None = None
+    ) -> list[str]:
+        """Returns the ids actually added; retried under one `Idempotency-Key` like
+        `create_group`."""
         path = api_path("conversations", conversation_id, "members")
-        data = await self._json("POST", path, {"user_ids": list(user_ids)})
+        data = await self.request(
+            "POST",
+            path,
+            {"user_ids": list(user_ids)},
+            retry=self.retry,
+            idempotency_key=idempotency_key,
+        )
         return [str(u) for u in data.get("added", [])]
 
     async def remove_member(self, conversation_id: str, user_id: str) -> None:
