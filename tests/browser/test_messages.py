@@ -180,3 +180,30 @@ def test_xss_in_message_and_display_name_renders_as_text(browser: Browser, serve
     finally:
         mallory.close()
         victim.close()
+
+
+def test_refused_message_shows_not_sent_with_retry_and_delete(
+    browser: Browser, server_url: str
+) -> None:
+    alice = open_person(browser, server_url, "Alice", prefix="alice")
+    bob = open_person(browser, server_url, "Bob", prefix="bob")
+    try:
+        start_chat(alice, [bob])
+        too_long = "长" * 6000  # 18,000 bytes of UTF-8: over the 16,384-byte limit
+        alice.page.get_by_label("Message", exact=True).fill(too_long)
+        alice.page.get_by_role("button", name="Send", exact=True).click()
+        failed = alice.page.locator(".messages li.msg.pending.failed")
+        expect(failed).to_have_count(1)
+        expect(failed.locator(".status")).to_contain_text("Not sent")
+        failed.get_by_role("button", name="Retry").click()
+        expect(failed.locator(".status")).to_contain_text("Not sent")
+        failed.get_by_role("button", name="Delete").click()
+        expect(failed).to_have_count(0)
+        assert alice.page.evaluate(OUTBOX_SIZES) == [0]
+        send(alice, "short is fine")
+        open_chat(bob, "Alice")
+        expect(sent_messages(bob.page, "short is fine")).to_have_count(1)
+        expect(any_messages(bob.page, too_long)).to_have_count(0)
+    finally:
+        alice.close()
+        bob.close()
