@@ -1,9 +1,10 @@
 """THE CRASH TEST: kill -9 the server again and again while clients send; nothing acked is lost.
 
-Four senders (two users × HTTP and WebSocket) send into one group while the test SIGKILLs the
+Four paced senders (two users × HTTP and WebSocket) and one device with eight unpaced HTTP
+workers (a third user, rate limit lifted) send into one group while the test SIGKILLs the
 server five times and restarts it on the same database and port. Every send is retried with its
 original client_txn_id until it is acked (WebSocket senders retry half of their sends over HTTP:
-one idempotency space per device). A third user listens with `Client.listen` throughout.
+one idempotency space per device). A fourth user listens with `Client.listen` throughout.
 At the end every acked message must exist exactly once, in seq order, with the message_id that
 its (possibly retried) send returned; the listener must have seen each exactly once.
 """
