@@ -225,9 +225,12 @@ class Client:
     # -- conversations -----------------------------------------------------------------------
 
     async def create_direct(self, user_id: str) -> str:
-        """The direct conversation with `user_id` (created, or the pair's existing one)."""
+        """The direct conversation with `user_id` (created, or the pair's existing one).
+
+        Safe to repeat by nature (one per pair), so it is retried like `send_text`."""
         body = {"kind": "direct", "member_ids": [user_id]}
-        return str((await self._json("POST", api_path("conversations"), body))["conversation_id"])
+        data = await self.request("POST", api_path("conversations"), body, retry=self.retry)
+        return str(data["conversation_id"])
 
     async def create_group(
         self,
