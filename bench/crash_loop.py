@@ -236,7 +236,8 @@ class Run:
 
     def progress_allowed(self) -> bool:
         """Hold the senders back so that the kills are spread over the whole run."""
-        return len(self.acked) < self.total * (self.kills + 1) / self.min_kills
+        # the last send waits for the min_kills-th kill
+        return len(self.acked) < self.total * (self.kills + 1) / (self.min_kills + 1)
 
 
 def retryable(error: QunliaoError) -> bool:
