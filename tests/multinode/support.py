@@ -35,7 +35,14 @@ from qunliao.sdk import (
     RetryPolicy,
     WebSocketConnection,
 )
-from tests.e2e.helpers import PASSWORD, ServerProcess, database, free_port, server_python
+from tests.e2e.helpers import (
+    PASSWORD,
+    REPO,
+    ServerProcess,
+    database,
+    free_port,
+    server_python,
+)
 
 REDIS_SERVER = "/usr/bin/redis-server"
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -181,14 +188,17 @@ def cluster(
 
 
 def migrate(database_url: str) -> None:
-    subprocess.run(
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUNLIAO_")}
+    env["PYTHONPATH"] = str(REPO / "src")
+    done = subprocess.run(
         [server_python(), "-m", "qunliao", "migrate", "--database-url", database_url],
-        check=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
         capture_output=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("QUNLIAO_")},
+        env=env,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"qunliao migrate failed:\n{done.stdout.decode()}{done.stderr.decode()}")
 
 
 async def health(url: str) -> dict[str, Any]:
