@@ -7,7 +7,7 @@ export function handleFrame(store, frame) {
   switch (frame.type) {
     case "ack": {
       const entry = store.outbox && store.outbox.find(frame.client_txn_id);
-      if (entry) store.acknowledge(entry, frame);
+      if (entry) store.timeline.acknowledge(entry, frame);
       return;
     }
     case "error": {
@@ -54,8 +54,8 @@ function applyEvent(store, ev) {
   switch (ev.type) {
     case "message": {
       const { type, token, ...message } = ev;
-      const fresh = !store.messagesOf(id).has(message.seq);
-      store.putMessage(message);
+      const fresh = !store.timeline.messagesOf(id).has(message.seq);
+      store.timeline.putMessage(message);
       if (!conv) {
         store.refreshConversation(id);
       } else if (fresh) {
@@ -68,10 +68,10 @@ function applyEvent(store, ev) {
       return;
     }
     case "message.recalled":
-      store.applyRecall(ev);
+      store.timeline.applyRecall(ev);
       return;
     case "message.edited": {
-      const msg = store.findMessage(id, ev.message_id);
+      const msg = store.timeline.findMessage(id, ev.message_id);
       if (msg && !msg.recalled_at) {
         msg.body = ev.body;
         msg.edited_at = ev.edited_at;

@@ -1,13 +1,13 @@
 // Client state: session, users, conversations, messages, members, typing, contacts.
 // Everything the views show comes from here; the store talks to the server through api.js.
 
-import { ApiError, Http, NetworkError, Socket } from "./api.js";
+import { ApiError, Http, Socket } from "./api.js";
 import { handleFrame } from "./events.js";
-import { Outbox, isTransient } from "./outbox.js";
+import { Outbox } from "./outbox.js";
+import { Timeline } from "./timeline.js";
 
 const SESSION_KEY = "qunliao.session";
 const TYPING_TTL_MS = 6000;
-const PAGE = 50;
 
 export class Store {
   constructor() {
@@ -25,12 +25,10 @@ export class Store {
     this.blocks = new Set();
     this.requests = { incoming: [], outgoing: [] };
     this.conversations = new Map(); // conversation_id → conv
-    this.messages = new Map(); // conversation_id → Map(seq → message)
-    this.history = new Map(); // conversation_id → {complete, loading}
     this.members = new Map(); // conversation_id → Map(user_id → member)
     this.readIndex = new Map(); // conversation_id → sorted read_seq of the other members
     this.typing = new Map(); // conversation_id → Map(user_id → expires_at)
-    this.quoted = new Map(); // message_id → message fetched for a reply quote
+    this.timeline = new Timeline(this);
     this.activeId = null;
     // The newest sync token seen on the socket. Kept in memory only: after a reload the lists are
     // fetched fresh, so replaying days of events from an old token would be wasted work.
@@ -118,9 +116,9 @@ export class Store {
     });
     this.emit("session");
     this.socket.start();
-    this.flushTimer = setInterval(() => this.flush(), 3000);
+    this.flushTimer = setInterval(() => this.timeline.flush(), 3000);
     await Promise.allSettled([this.loadConversations(), this.loadContacts()]);
-    this.flush();
+    this.timeline.flush();
   }
 
   async checkSession() {
@@ -135,10 +133,10 @@ export class Store {
     // Resume replays what we missed when we have a token; refreshing the lists also covers the
     // case where we have none (first connection), so nothing between two sockets is lost.
     // Without a resume, cached chats may have a gap: re-read them when they are next opened.
-    if (!resumed) for (const hist of this.history.values()) hist.loaded = false;
+    if (!resumed) for (const hist of this.timeline.history.values()) hist.loaded = false;
     this.loadConversations().catch(() => {});
-    if (this.activeId) this.loadLatest(this.activeId).catch(() => {});
-    this.flush();
+    if (this.activeId) this.timeline.loadLatest(this.activeId).catch(() => {});
+    this.timeline.flush();
   }
 
   // --- users ----------------------------------------------------------------------------------
@@ -243,197 +241,16 @@ export class Store {
     this.activeId = id;
     this.emit("active", id);
     if (!id) return;
-    if (!this.historyOf(id).loaded) this.loadLatest(id).catch(() => {});
+    if (!this.timeline.historyOf(id).loaded) this.timeline.loadLatest(id).catch(() => {});
     this.loadMembers(id).catch(() => {});
     this.markRead(id);
-  }
-
-  // --- messages -------------------------------------------------------------------------------
-  messagesOf(id) {
-    if (!this.messages.has(id)) this.messages.set(id, new Map());
-    return this.messages.get(id);
-  }
-
-  sortedMessages(id) {
-    return [...this.messagesOf(id).values()].sort((a, b) => a.seq - b.seq);
-  }
-
-  historyOf(id) {
-    if (!this.history.has(id)) this.history.set(id, { complete: false, loading: false, loaded: false });
-    return this.history.get(id);
-  }
-
-  async loadLatest(id) {
-    const data = await this.http.messages(id, null, PAGE);
-    const page = data.messages || [];
-    const cache = this.messagesOf(id);
-    const newestLocal = Math.max(0, ...cache.keys());
-    const oldestFetched = page.length ? page[page.length - 1].seq : 0;
-    // A full page that does not reach what we hold means we missed messages in between.
-    if (page.length === PAGE && newestLocal && oldestFetched > newestLocal) {
-      cache.clear();
-      this.historyOf(id).complete = false;
-    }
-    for (const msg of page) this.putMessage(msg);
-    this.historyOf(id).loaded = true;
-    if (page.length < PAGE) this.historyOf(id).complete = true;
-    this.emit("messages", id);
-    if (id === this.activeId) this.markRead(id);
-  }
-
-  async loadOlder(id) {
-    const hist = this.historyOf(id);
-    if (hist.loading || hist.complete) return;
-    const cache = this.messagesOf(id);
-    if (!cache.size) return;
-    hist.loading = true;
-    this.emit("history", id);
-    try {
-      const oldest = Math.min(...cache.keys());
-      const data = await this.http.messages(id, oldest, PAGE);
-      const page = data.messages || [];
-      for (const msg of page) this.putMessage(msg);
-      if (page.length < PAGE) hist.complete = true;
-    } finally {
-      hist.loading = false;
-    }
-    this.emit("messages", id);
-    this.emit("history", id);
-  }
-
-  putMessage(msg) {
-    const cache = this.messagesOf(msg.conversation_id);
-    const old = cache.get(msg.seq);
-    // A recall or edit we already applied must not be undone by an older copy.
-    if (old && old.recalled_at && !msg.recalled_at) return;
-    cache.set(msg.seq, { ...(old || {}), ...msg });
-    if (msg.sender_id) this.bumpReadSeq(msg.conversation_id, msg.sender_id, msg.seq);
-  }
-
-  findMessage(conversationId, messageId) {
-    for (const msg of this.messagesOf(conversationId).values()) if (msg.message_id === messageId) return msg;
-    return this.quoted.get(messageId) || null;
-  }
-
-  /** The message a reply quotes; fetched once if it is not loaded. */
-  quotedMessage(conversationId, messageId) {
-    const found = this.findMessage(conversationId, messageId);
-    if (found) return found;
-    if (!this.quoted.has(messageId)) {
-      this.quoted.set(messageId, null);
-      this.http
-        .message(conversationId, messageId)
-        .then((msg) => {
-          this.quoted.set(messageId, msg);
-          this.emit("messages", conversationId);
-        })
-        .catch(() => {});
-    }
-    return null;
-  }
-
-  send(conversationId, text, { replyTo, mentions } = {}) {
-    if (!this.outbox) return;
-    this.outbox.add({ conversation_id: conversationId, text, reply_to: replyTo, mentions });
-    this.emit("messages", conversationId);
-    this.flush();
-  }
-
-  retrySend(txnId) {
-    const entry = this.outbox.find(txnId);
-    if (!entry) return;
-    this.outbox.retry(txnId);
-    this.emit("messages", entry.conversation_id);
-    this.flush();
-  }
-
-  discardSend(txnId) {
-    const entry = this.outbox.find(txnId);
-    if (!entry) return;
-    this.outbox.remove(txnId);
-    this.emit("messages", entry.conversation_id);
-  }
-
-  /** Send whatever is due: over the socket when it is up, else over HTTP (one at a time, in order). */
-  async flush() {
-    if (!this.outbox) return;
-    const due = this.outbox.due();
-    if (!due.length) return;
-    if (this.socket && this.socket.isOpen) {
-      for (const entry of due) {
-        if (!this.socket.send(Outbox.frameFor(entry))) break;
-        entry.inflightAt = Date.now();
-      }
-      return;
-    }
-    if (navigator.onLine === false || this.outbox.httpBusy) return;
-    this.outbox.httpBusy = true;
-    try {
-      for (const entry of due) {
-        entry.inflightAt = Date.now();
-        try {
-          const ack = await this.http.sendMessage(entry.conversation_id, entry);
-          this.acknowledge(entry, ack);
-        } catch (err) {
-          if (err instanceof NetworkError) {
-            entry.inflightAt = 0;
-            break;
-          }
-          this.outbox.fail(entry.client_txn_id, err.code);
-          this.emit("messages", entry.conversation_id);
-          if (isTransient(err.code)) break;
-        }
-      }
-    } finally {
-      this.outbox.httpBusy = false;
-    }
-  }
-
-  acknowledge(entry, ack) {
-    if (!this.outbox.remove(entry.client_txn_id)) return;
-    const message = {
-      message_id: ack.message_id,
-      conversation_id: entry.conversation_id,
-      seq: ack.seq,
-      sender_id: this.me.user_id,
-      msg_type: "text",
-      body: entry.body,
-      sent_at: ack.sent_at,
-      reply_to: entry.reply_to,
-      mentions: entry.mentions,
-    };
-    if (!this.messagesOf(entry.conversation_id).has(ack.seq)) this.putMessage(message);
-    this.touchConversation(message, { own: true });
-    this.emit("messages", entry.conversation_id);
-  }
-
-  async recall(conversationId, messageId) {
-    const result = await this.http.recall(conversationId, messageId);
-    this.applyRecall({ conversation_id: conversationId, message_id: messageId, recalled_at: Date.now(), by: this.me.user_id, seq: result.seq });
-  }
-
-  applyRecall(ev) {
-    const msg = this.findMessage(ev.conversation_id, ev.message_id);
-    const conv = this.conversations.get(ev.conversation_id);
-    if (msg && !msg.recalled_at) {
-      msg.body = null;
-      msg.recalled_at = ev.recalled_at || Date.now();
-      msg.recalled_by = ev.by;
-      if (conv && msg.sender_id !== this.me.user_id && msg.seq > (conv.read_seq || 0) && conv.unread_count > 0) conv.unread_count -= 1;
-    }
-    if (conv && conv.last_message && conv.last_message.message_id === ev.message_id) {
-      conv.last_message = { ...conv.last_message, body: null, recalled_at: ev.recalled_at || Date.now() };
-    }
-    if (conv && ev.seq && ev.seq > (conv.last_seq || 0)) conv.last_seq = ev.seq;
-    this.emit("messages", ev.conversation_id);
-    this.emit("conversations");
   }
 
   // --- read positions and receipts -------------------------------------------------------------
   markRead(id) {
     const conv = this.conversations.get(id);
     if (!conv || document.visibilityState === "hidden") return;
-    const newest = Math.max(conv.last_seq || 0, ...this.messagesOf(id).keys());
+    const newest = Math.max(conv.last_seq || 0, ...this.timeline.messagesOf(id).keys());
     if (!newest || (conv.read_seq || 0) >= newest) {
       if (conv.unread_count || conv.mentioned_me) {
         conv.unread_count = 0;

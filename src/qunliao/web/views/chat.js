@@ -53,8 +53,8 @@ export class ChatView {
       reply: (msg) => this.composer.replyTo(msg),
       recall: (msg) => this.recall(msg),
       receipts: (msg) => openReceipts(store, this.id, msg),
-      retry: (entry) => store.retrySend(entry.client_txn_id),
-      discard: (entry) => store.discardSend(entry.client_txn_id),
+      retry: (entry) => store.timeline.retrySend(entry.client_txn_id),
+      discard: (entry) => store.timeline.discardSend(entry.client_txn_id),
     };
     const mine = (fn) => (id) => { if (id === this.id) fn(); };
     this.off = [
@@ -107,7 +107,7 @@ export class ChatView {
   }
 
   renderEdge() {
-    const hist = this.store.historyOf(this.id);
+    const hist = this.store.timeline.historyOf(this.id);
     this.topEl.textContent = hist.complete ? t("start_of_history") : hist.loading ? t("load_older") : "";
     this.topEl.classList.toggle("loading", hist.loading);
   }
@@ -127,7 +127,7 @@ export class ChatView {
       const label = dayLabel(ms);
       nodes.push(this.node(`d:${key}`, label, () => h("li", { class: "day", role: "separator" }, h("span", {}, label)), keep));
     };
-    for (const msg of store.sortedMessages(this.id)) {
+    for (const msg of store.timeline.sortedMessages(this.id)) {
       addDay(msg.sent_at);
       const sig = messageSignature(store, conv, msg);
       nodes.push(this.node(`m:${msg.seq}`, sig, () => renderMessage(store, conv, msg, this.actions), keep));
@@ -196,18 +196,18 @@ export class ChatView {
 
   maybeLoadOlder() {
     const s = this.scroller;
-    const hist = this.store.historyOf(this.id);
-    if (!s.isConnected || hist.complete || hist.loading || !this.store.messagesOf(this.id).size) return;
+    const hist = this.store.timeline.historyOf(this.id);
+    if (!s.isConnected || hist.complete || hist.loading || !this.store.timeline.messagesOf(this.id).size) return;
     // Load when the top is near, or when the first page does not even fill the screen.
     if (s.scrollTop < NEAR_TOP_PX || s.scrollHeight <= s.clientHeight) {
       if (s.scrollTop < NEAR_TOP_PX && s.scrollHeight > s.clientHeight) this.stickToBottom = false;
-      this.store.loadOlder(this.id).catch((err) => toast(t("error_generic", { message: err.message })));
+      this.store.timeline.loadOlder(this.id).catch((err) => toast(t("error_generic", { message: err.message })));
     }
   }
 
   async recall(msg) {
     try {
-      await this.store.recall(this.id, msg.message_id);
+      await this.store.timeline.recall(this.id, msg.message_id);
     } catch (err) {
       toast(err.status === 403 ? t("recall_failed") : t("error_generic", { message: err.message }));
     }

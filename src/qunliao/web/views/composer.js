@@ -81,7 +81,7 @@ export class Composer {
     }
     const payload = { replyTo: this.reply ? this.reply.message_id : null };
     if (mentions.length) payload.mentions = mentions[0] === "all" ? "all" : mentions;
-    this.store.send(this.id, text, payload);
+    this.store.timeline.send(this.id, text, payload);
     this.input.value = "";
     drafts.delete(this.id);
     this.picked.clear();

@@ -7,7 +7,7 @@ import { clock, fullTime } from "../format.js";
 export function messageSignature(store, conv, msg) {
   const mine = msg.sender_id === store.me.user_id;
   const receipt = mine && !msg.recalled_at ? store.unreadCount(conv.conversation_id, msg.seq) : null;
-  const quote = msg.reply_to ? store.quotedMessage(conv.conversation_id, msg.reply_to) : null;
+  const quote = msg.reply_to ? store.timeline.quotedMessage(conv.conversation_id, msg.reply_to) : null;
   return JSON.stringify([
     msg.message_id, msg.body, msg.recalled_at, msg.edited_at, receipt, store.nameOf(msg.sender_id, conv.conversation_id),
     quote && [quote.body, quote.recalled_at, quote.sender_id], conv.my_role,
@@ -64,7 +64,7 @@ function receiptLabel(store, conv, msg, actions) {
 }
 
 function renderQuote(store, conv, messageId) {
-  const quoted = store.quotedMessage(conv.conversation_id, messageId);
+  const quoted = store.timeline.quotedMessage(conv.conversation_id, messageId);
   if (!quoted) return h("blockquote", { class: "quote" }, "…");
   const text = quoted.recalled_at || quoted.body === null ? t("recalled_quote") : (quoted.body && quoted.body.text) || "";
   return h("blockquote", { class: "quote" },
