@@ -325,3 +325,38 @@ async def test_an_ack_means_committed(server: ServerProcess, make_user: MakeUser
     async with alice.client.websocket() as ws:
         await asyncio.gather(*(send_then_read(ws, i) for i in range(150)))
     assert not missing, f"acked but not readable: {missing[:5]}"
+
+
+async def test_group_fan_out_to_many_sockets(make_user: MakeUser) -> None:
+    """8 members online, 4 of them pipelining 50 sends each: every socket carries all 200
+    messages exactly once, in seq order."""
+    users = await asyncio.gather(*(make_user(f"m{i}") for i in range(8)))
+    group = await users[0].client.create_group([u.user_id for u in users[1:]], "fan-out")
+    sockets = [u.client.websocket() for u in users]
+    try:
+        for ws in sockets:
+            await ws.connect()
+            await ws.ping()
+        total = 4 * 50
+
+        async def collect(ws: WebSocketConnection) -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            while len(got) < total:
+                event = await ws.next_event()
+                if event.get("type") == "message" and event.get("conversation_id") == group:
+                    got.append(event)
+            return got
+
+        listening = [asyncio.create_task(collect(ws)) for ws in sockets]
+        sent = await asyncio.gather(
+            *(sockets[k].send_text(group, f"{k}-{i}") for k in range(4) for i in range(50))
+        )
+        streams = await asyncio.wait_for(asyncio.gather(*listening), 30)
+    finally:
+        for ws in sockets:
+            await ws.close()
+    expected = sorted(r.message_id for r in sent)
+    for stream in streams:
+        assert sorted(e["message_id"] for e in stream) == expected
+        seqs = [e["seq"] for e in stream]
+        assert seqs == sorted(seqs)
