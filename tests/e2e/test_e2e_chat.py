@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -360,3 +361,29 @@ async def test_group_fan_out_to_many_sockets(make_user: MakeUser) -> None:
         assert sorted(e["message_id"] for e in stream) == expected
         seqs = [e["seq"] for e in stream]
         assert seqs == sorted(seqs)
+
+
+async def test_resume_frame_from_a_slow_network(make_user: MakeUser) -> None:
+    """docs/api.md: a first frame {"type": "resume", "since"} replays what was missed. On a
+    phone the first frame reaches the server a round trip (often 100–300 ms) after the
+    accept; it is still the first frame and must still resume."""
+    alice, bob = await make_user("alice"), await make_user("bob")
+    direct = await alice.client.create_direct(bob.user_id)
+    async with bob.client.websocket() as ws:
+        await ws.ping()
+        first = await alice.client.send_text(direct, "seen")
+        await next_event_of(ws, is_message(first.message_id))
+        token = ws.last_token
+    assert token is not None
+    missed = [await alice.client.send_text(direct, f"missed {i}") for i in range(3)]
+    async with bob.client.websocket() as ws:
+        await asyncio.sleep(0.4)  # the round trip of a slow mobile network
+        await ws.resume(token)
+        replayed: list[str] = []
+        with contextlib.suppress(TimeoutError):
+            while len(replayed) < len(missed):
+                event = await asyncio.wait_for(ws.next_event(), 3)
+                if event.get("type") == "message":
+                    replayed.append(event["message_id"])
+        errors = [f"{e.code}: {e.message}" for e in ws.unmatched_errors]
+    assert replayed == [m.message_id for m in missed], f"no replay; error frames: {errors}"
