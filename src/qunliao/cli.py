@@ -148,5 +148,32 @@ def create_user(
     typer.echo(user_id)
 
 
+@admin.command("bump-positions")
+def bump_positions(
+    by: Annotated[
+        int, typer.Option(min=1, help="how far to move (more than was lost)")
+    ] = 1_000_000,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """After restoring a backup: move positions past anything clients may have seen."""
+    from qunliao.storage import spine
+    from qunliao.storage.db import Database
+
+    settings = _settings(config, database_url=database_url)
+    _run_migrations(settings)
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        await db.start()
+        try:
+            async with db.write() as tx:
+                return await spine.bump_positions(tx.conn, by)
+        finally:
+            await db.close()
+
+    typer.echo(f"positions now start after {asyncio.run(run())}")
+
+
 def main() -> None:
     cli()

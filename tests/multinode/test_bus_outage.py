@@ -230,20 +230,7 @@ async def test_bus_dies_mid_load_and_push_recovers(kind: str, tmp_path: Path) ->
                 await client.aclose()
 
 
-REDIS_IDLE_BUG = (
-    "server bug (/tmp/issue6-findings.md #1): after Redis restarts while a gateway published "
-    "nothing, its first publish fails on the stale pooled connection, that wake-up is lost "
-    "and RedisBus.healthy stays False for good although push works again"
-)
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param("redis", marks=pytest.mark.xfail(strict=True, reason=REDIS_IDLE_BUG)),
-        "nats",
-    ],
-)
+@pytest.mark.parametrize("kind", ["redis", "nats"])
 async def test_bus_restart_while_idle_recovers_fully(kind: str, tmp_path: Path) -> None:
     """The bus dies and comes back while nobody writes: the next messages must cross at push
     speed and /healthz must stay healthy afterwards."""

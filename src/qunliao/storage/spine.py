@@ -781,3 +781,17 @@ async def message_at(conn: AsyncConnection, stream_id: str, seq: int) -> StoredE
         )
     ).first()
     return None if row is None else row_to_event(row)
+
+
+async def bump_positions(conn: AsyncConnection, by: int) -> int:
+    """Move the global position and every stream's seq counter forward by `by`.
+
+    After restoring a backup, clients hold tokens and seqs from the lost future; moving past
+    them makes new events reach those clients instead of being taken for ones already seen.
+    """
+    pos = await lock_position(conn)
+    await conn.execute(
+        update(stream_position).where(stream_position.c.id == 1).values(pos=pos + by)
+    )
+    await conn.execute(update(streams).values(last_seq=streams.c.last_seq + by))
+    return pos + by

@@ -6,6 +6,10 @@ import asyncio
 import logging
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from qunliao.realtime.bus import CHANNEL, OnMessage
 
@@ -30,8 +34,15 @@ class RedisBus:
         return "redis"
 
     async def start(self, on_message: OnMessage) -> None:
+        # A pooled connection to a Redis that has since restarted fails once; retry it on a
+        # fresh connection instead of losing the wake-up.
         self._client = aioredis.from_url(
-            self._url, socket_connect_timeout=2, socket_timeout=None, health_check_interval=5
+            self._url,
+            socket_connect_timeout=2,
+            socket_timeout=None,
+            health_check_interval=5,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
         )
         self._task = asyncio.create_task(self._listen(on_message), name="qunliao-redis-bus")
 
@@ -67,10 +78,9 @@ class RedisBus:
             return
         try:
             await asyncio.wait_for(self._client.publish(CHANNEL, payload), 1.0)
-        except Exception as exc:  # a lost wake-up costs latency only
-            if self._healthy:
-                log.warning("bus: redis publish failed (%s)", exc)
-            self._healthy = False
+        except Exception as exc:  # a lost wake-up costs latency only (the hub also polls)
+            # Health is the subscriber's to report: it alone knows when the bus is back.
+            log.warning("bus: redis publish failed (%s)", exc)
 
     async def close(self) -> None:
         if self._task is not None:

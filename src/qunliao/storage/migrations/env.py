@@ -12,9 +12,15 @@ from sqlalchemy.ext.asyncio import create_async_engine
 config = context.config
 
 
+# Gateways started together on a database that needs migrating take turns (PostgreSQL).
+MIGRATION_LOCK = 0x71756E6C69616F
+
+
 def _run(connection: Connection) -> None:
     context.configure(connection=connection, target_metadata=None, render_as_batch=True)
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         context.run_migrations()
 
 
