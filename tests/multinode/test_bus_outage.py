@@ -230,7 +230,7 @@ async def test_bus_dies_mid_load_and_push_recovers(kind: str, tmp_path: Path) ->
                 await client.aclose()
 
 
-@pytest.mark.parametrize("kind", ["redis", "nats"])
+@pytest.mark.parametrize("kind", BUS_KINDS)
 async def test_bus_restart_while_idle_recovers_fully(kind: str, tmp_path: Path) -> None:
     """The bus dies and comes back while nobody writes: the next messages must cross at push
     speed and /healthz must stay healthy afterwards."""
