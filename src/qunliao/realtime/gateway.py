@@ -52,9 +52,10 @@ class SocketConnection:
         self.sock = sock
         self.user_id = principal.user_id
         self.device_id = principal.device_id
-        self.cursor = 0
+        self.cursor = 0  # the last event queued (pushes at or below it are duplicates)
+        self.sent = 0  # the last event written to the socket: where a cut-off client resumes
         self.live = False
-        self._queue: asyncio.Queue[str] = asyncio.Queue(queue_limit)
+        self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(queue_limit)
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
 
@@ -62,25 +63,24 @@ class SocketConnection:
         if not self.live or pos <= self.cursor:
             return
         self.cursor = pos
-        self._enqueue(text)
+        self._enqueue(pos, text)
 
     def push_state(self, text: str) -> None:
         if self.live:
-            self._enqueue(text)
+            self._enqueue(0, text)
 
     def send_frame(self, frame: Frame) -> None:
-        self._enqueue(orjson.dumps(frame).decode())
+        self._enqueue(0, orjson.dumps(frame).decode())
 
-    def _enqueue(self, text: str) -> None:
+    def _enqueue(self, pos: int, text: str) -> None:
         if self.closing is not None:
             return
         try:
-            self._queue.put_nowait(text)
+            self._queue.put_nowait((pos, text))
         except asyncio.QueueFull:
-            # A stalled reader: drop it with a way back instead of growing memory.
-            self.close_soon(
-                4008, "too slow; reconnect with since=" + encode_sync_token(self.cursor)
-            )
+            # A stalled reader: drop it with a way back instead of growing memory. What is
+            # still queued is dropped too, so it resumes after the last event actually sent.
+            self.close_soon(4008, "too slow; reconnect with since=" + encode_sync_token(self.sent))
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
@@ -90,7 +90,10 @@ class SocketConnection:
     async def writer(self) -> None:
         try:
             while True:
-                await self.sock.send_text(await self._queue.get())
+                pos, text = await self._queue.get()
+                await self.sock.send_text(text)
+                if pos:
+                    self.sent = pos
         except Disconnected:
             self.closed.set()
 
@@ -182,7 +185,7 @@ class Gateway:
             await sock.close(4400, "invalid since token")
             return
         conn = SocketConnection(sock, principal, self._queue_limit)
-        conn.cursor = await self._handlers.max_position()
+        conn.cursor = conn.sent = await self._handlers.max_position()
         self._connections.add(conn)
         self._hub.register(conn)
         tasks: set[asyncio.Task[Any]] = set()
@@ -200,7 +203,7 @@ class Gateway:
                 elif first is not None:
                     pending.append(first)
             if since is not None:
-                conn.cursor = since
+                conn.cursor = conn.sent = since
             await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
@@ -231,7 +234,9 @@ class Gateway:
             )
             for event in found:
                 await conn.sock.send_text(encode_event(event))
+                conn.sent = event.pos
             conn.cursor = max(conn.cursor, upto)
+            conn.sent = conn.cursor
             # No await between this check and going live: the hub cannot slip in between.
             if len(found) < CATCH_UP_PAGE and conn.cursor >= self._hub.pos:
                 conn.live = True
