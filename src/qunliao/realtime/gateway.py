@@ -55,14 +55,20 @@ class SocketConnection:
         self.cursor = 0  # the last event queued (pushes at or below it are duplicates)
         self.sent = 0  # the last event written to the socket: where a cut-off client resumes
         self.live = False
+        self.started_at = 0  # the position the socket was accepted at
+        # Streams pushed to before the client's first frame (None once it came): a late
+        # resume frame may replay what came before the accept only where it cannot reorder.
+        self.pushed_before_first_frame: set[str] | None = set()
         self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(queue_limit)
         self.closing: tuple[int, str] | None = None
         self.closed = asyncio.Event()
 
-    def push(self, pos: int, text: str) -> None:
+    def push(self, pos: int, text: str, stream_id: str) -> None:
         if not self.live or pos <= self.cursor:
             return
         self.cursor = pos
+        if self.pushed_before_first_frame is not None:
+            self.pushed_before_first_frame.add(stream_id)
         self._enqueue(pos, text)
 
     def push_state(self, text: str) -> None:
@@ -185,7 +191,7 @@ class Gateway:
             await sock.close(4400, "invalid since token")
             return
         conn = SocketConnection(sock, principal, self._queue_limit)
-        conn.cursor = conn.sent = await self._handlers.max_position()
+        conn.cursor = conn.sent = conn.started_at = await self._handlers.max_position()
         self._connections.add(conn)
         self._hub.register(conn)
         tasks: set[asyncio.Task[Any]] = set()
@@ -195,6 +201,8 @@ class Gateway:
             pending: list[Any] = []
             if since is None:
                 first = await self._first_frame(sock)
+                if first is not None:
+                    conn.pushed_before_first_frame = None
                 if isinstance(first, dict) and first.get("type") == "resume":
                     try:
                         since = decode_sync_token(first.get("since"))
@@ -204,6 +212,7 @@ class Gateway:
                     pending.append(first)
             if since is not None:
                 conn.cursor = conn.sent = since
+                conn.pushed_before_first_frame = None
             await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
@@ -249,9 +258,44 @@ class Gateway:
     ) -> None:
         try:
             while True:
-                self._dispatch(conn, principal, _parse(await conn.sock.receive_text()), tasks)
+                frame = _parse(await conn.sock.receive_text())
+                early = conn.pushed_before_first_frame
+                conn.pushed_before_first_frame = None
+                if early is not None and isinstance(frame, dict) and frame.get("type") == "resume":
+                    await self._late_resume(conn, frame, early)
+                    continue
+                self._dispatch(conn, principal, frame, tasks)
         except Disconnected:
             return
+
+    async def _late_resume(self, conn: SocketConnection, frame: Frame, pushed: set[str]) -> None:
+        """A resume frame that arrived after the socket went live (a slow first round trip).
+
+        What came after the accept was pushed already; replay what came between the token
+        and the accept — unless a stream got both, where the replay would come out of order.
+        """
+        try:
+            since = decode_sync_token(frame.get("since"))
+        except ApiError as exc:
+            conn.send_frame(_error_frame(None, exc))
+            return
+        missed: list[StoredEvent] = []
+        position = since
+        while position < conn.started_at:
+            found, upto = await self._handlers.events_for_user(
+                conn.user_id, position, CATCH_UP_PAGE
+            )
+            missed.extend(e for e in found if e.pos <= conn.started_at)
+            if len(found) < CATCH_UP_PAGE:
+                break
+            position = upto
+        if pushed & {e.stream_id for e in missed}:
+            message = "events were pushed before this resume; reconnect with ?since=<token>"
+            conn.send_frame(_error_frame(None, ApiError("conflict", message)))
+            return
+        for event in missed:
+            await conn.sock.send_text(encode_event(event))
+        conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
 
     def _dispatch(
         self, conn: SocketConnection, principal: Principal, frame: Any,

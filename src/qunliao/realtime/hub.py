@@ -44,7 +44,7 @@ class Connection(Protocol):
     cursor: int
     live: bool
 
-    def push(self, pos: int, text: str) -> None: ...
+    def push(self, pos: int, text: str, stream_id: str) -> None: ...
 
     def push_state(self, text: str) -> None: ...
 
@@ -269,7 +269,7 @@ class Hub:
             if text is None:
                 text = encode_event(event)
             for conn in list(conns):
-                conn.push(event.pos, text)
+                conn.push(event.pos, text, event.stream_id)
                 self.delivered += 1
 
     def _local_members(self, visibility: Visibility) -> list[tuple[str, set[Connection]]]:
