@@ -130,7 +130,7 @@ async def listener(run: Run, client: Client, since: str) -> None:
 async def killer(server: ServerProcess, rng: random.Random) -> list[float]:
     restarts = []
     for _ in range(KILLS):
-        await asyncio.sleep(rng.uniform(0.7, 1.5))
+        await asyncio.sleep(rng.uniform(0.5, 1.0))
         server.kill()
         await asyncio.sleep(rng.uniform(0.0, 0.2))
         restarts.append(await server.astart())
