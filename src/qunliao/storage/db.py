@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from qunliao.core.errors import ApiError
 log = logging.getLogger(__name__)
 
 metadata = MetaData()
+CHECKPOINT_INTERVAL_S = 1.0
 
 AfterCommit = Callable[[], Awaitable[None] | None]
 
@@ -63,6 +65,7 @@ class Database:
         self.write_engine: AsyncEngine
         self.read_engine: AsyncEngine
         self._started = False
+        self._checkpointer: asyncio.Task[None] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -85,6 +88,8 @@ class Database:
             )
             for engine in (self.write_engine, self.read_engine):
                 event.listen(engine.sync_engine, "connect", self._sqlite_pragmas)
+            if path is not None:
+                self._checkpointer = asyncio.create_task(self._checkpoints(path))
         else:
             self.write_engine = create_async_engine(
                 async_url(self.url), pool_size=8, max_overflow=8, pool_pre_ping=True
@@ -98,11 +103,37 @@ class Database:
         cursor.execute(f"PRAGMA synchronous={self._sqlite_synchronous}")
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Checkpoints run beside the writer (see _checkpoints), not inside its commits.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
+
+    async def _checkpoints(self, path: Path) -> None:
+        """Copy the WAL back into the database file every second, off the writer's path.
+
+        A passive checkpoint never blocks the writer; with SQLite's automatic checkpoint the
+        commit that crosses 1000 WAL pages would do this work (and its fsync) itself.
+        """
+
+        def checkpoint() -> None:
+            conn = sqlite3.connect(path, timeout=1)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            finally:
+                conn.close()
+
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(checkpoint)
+            except sqlite3.Error as exc:
+                log.debug("checkpoint skipped: %s", exc)
 
     async def close(self) -> None:
         if not self._started:
             return
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            self._checkpointer = None
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
