@@ -387,3 +387,15 @@ async def test_resume_frame_from_a_slow_network(make_user: MakeUser) -> None:
                     replayed.append(event["message_id"])
         errors = [f"{e.code}: {e.message}" for e in ws.unmatched_errors]
     assert replayed == [m.message_id for m in missed], f"no replay; error frames: {errors}"
+
+    # a late resume that would reorder a conversation already pushed live: `conflict`
+    async with bob.client.websocket() as ws:
+        await asyncio.sleep(0.3)  # live, no first frame yet
+        pushed = await alice.client.send_text(direct, "live first")
+        await next_event_of(ws, is_message(pushed.message_id))
+        await ws.resume(token)
+        for _ in range(100):
+            if ws.unmatched_errors:
+                break
+            await asyncio.sleep(0.05)
+        assert [e.code for e in ws.unmatched_errors] == ["conflict"]
