@@ -45,8 +45,10 @@ pytest: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/browser; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no browser tests ran: failing"; exit 1; fi; exit $$rc
 
+## bench: qunliao vs Synapse vs ejabberd (installs Synapse/ejabberd/matplotlib itself; ~20 min)
+## a quick one: make bench BENCH_ARGS="--servers qunliao --workloads ws,sweep"
 bench: $(VENV)/.installed
-	$(BIN)/python -m bench.send_throughput
+	$(BIN)/python -m bench.harness $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) qunliao-data .pytest_cache .mypy_cache .ruff_cache
