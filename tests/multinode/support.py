@@ -229,6 +229,7 @@ class FailoverProxy:
         self.routed: Counter[int] = Counter()
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     @property
@@ -243,15 +244,19 @@ class FailoverProxy:
     async def __aexit__(self, *exc: object) -> None:
         assert self._server is not None
         self._server.close()
-        for task in list(self._pipes):
-            task.cancel()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
+        # Close the sockets and let every pipe end by itself: cancelling a connection's task
+        # makes asyncio log an error from inside its streams machinery.
+        for writer in list(self._writers):
+            writer.close()
+        if self._pipes:
+            await asyncio.wait(self._pipes, timeout=5)
         await self._server.wait_closed()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._pipes.add(task)
+        self._writers.add(writer)
         try:
             for port in self.backend_ports:
                 try:
@@ -262,12 +267,17 @@ class FailoverProxy:
                     continue
                 self.routed[port] += 1
                 up_reader, up_writer = upstream
-                await asyncio.gather(
-                    _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
-                )
+                self._writers.add(up_writer)
+                try:
+                    await asyncio.gather(
+                        _pipe(reader, up_writer), _pipe(up_reader, writer), return_exceptions=True
+                    )
+                finally:
+                    self._writers.discard(up_writer)
                 return
         finally:
             writer.close()
+            self._writers.discard(writer)
             self._pipes.discard(task)
 
 
