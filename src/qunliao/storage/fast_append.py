@@ -85,16 +85,13 @@ def _sqlite_batch(
         pos = conn.execute("SELECT pos FROM stream_position WHERE id = 1").fetchone()[0]
         keys = list({k for k in map(txn_key, events) if k is not None})
         existing: dict[TxnKey, spine.StoredEvent] = {}
-        for start in range(0, len(keys), 400):
-            chunk = keys[start : start + 400]
-            marks = ", ".join("(?, ?)" for _ in chunk)
-            flat = [part for key in chunk for part in key]
-            for row in conn.execute(
-                f"SELECT {_COLUMNS}, device_id, client_txn_id FROM events "
-                f"WHERE (device_id, client_txn_id) IN (VALUES {marks})",
-                flat,
-            ):
-                existing[(row[-2], row[-1])] = _event(row[:-2])
+        # One index probe per key: a row-value IN makes SQLite scan the table, and two IN
+        # lists would probe every device × txn combination.
+        lookup = f"SELECT {_COLUMNS} FROM events WHERE device_id = ? AND client_txn_id = ?"
+        for key in keys:
+            row = conn.execute(lookup, key).fetchone()
+            if row is not None:
+                existing[key] = _event(row)
         fresh = select_fresh(events, existing)
         new = [events[i] for i in fresh]
         stored: list[spine.StoredEvent] = []
@@ -175,10 +172,12 @@ class PostgresBatchWriter:
         keys = list({k for k in map(txn_key, events) if k is not None})
         existing: dict[TxnKey, spine.StoredEvent] = {}
         if keys:
+            columns = ", ".join(f"e.{c}" for c in _EVENT_FIELDS)
             rows = await pg.fetch(
-                f"SELECT {_COLUMNS}, device_id, client_txn_id FROM events "
-                "WHERE (device_id, client_txn_id) IN "
-                "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                f"SELECT {columns}, e.device_id, e.client_txn_id "
+                "FROM unnest($1::text[], $2::text[]) AS k(device_id, client_txn_id) "
+                "JOIN events AS e ON e.device_id = k.device_id "
+                "AND e.client_txn_id = k.client_txn_id",
                 [k[0] for k in keys],
                 [k[1] for k in keys],
             )

@@ -11,7 +11,7 @@ gets two numbers in the transaction that writes it:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +28,6 @@ from sqlalchemy import (
     func,
     or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -317,24 +316,6 @@ async def create_stream(conn: AsyncConnection, stream_id: str, kind: str, now_ms
             last_activity_at=now_ms,
         )
     )
-
-
-async def find_txns(
-    conn: AsyncConnection, pairs: Iterable[tuple[str, str]]
-) -> dict[tuple[str, str], StoredEvent]:
-    """Already-stored sends by (device_id, client_txn_id)."""
-    wanted = list(set(pairs))
-    found: dict[tuple[str, str], StoredEvent] = {}
-    for start in range(0, len(wanted), 400):
-        chunk = wanted[start : start + 400]
-        rows = await conn.execute(
-            select(*EVENT_COLUMNS, events.c.device_id, events.c.client_txn_id).where(
-                tuple_(events.c.device_id, events.c.client_txn_id).in_(chunk)
-            )
-        )
-        for row in rows:
-            found[(row.device_id, row.client_txn_id)] = row_to_event(row)
-    return found
 
 
 # ---------------------------------------------------------------- membership
@@ -641,15 +622,20 @@ async def messages_at(
 ) -> dict[tuple[str, int], StoredEvent]:
     """Messages by (stream_id, seq), e.g. the last message of each conversation."""
     found: dict[tuple[str, int], StoredEvent] = {}
-    for start in range(0, len(keys), 400):
+    wanted = set(keys)
+    for start in range(0, len(keys), 100):
+        chunk = keys[start : start + 100]
+        # An OR of exact pairs probes the (stream_id, seq) index once per pair; SQLite scans
+        # the table for a row-value IN, and two IN lists would probe every combination.
         rows = await conn.execute(
             select(*EVENT_COLUMNS).where(
-                tuple_(events.c.stream_id, events.c.seq).in_(list(keys[start : start + 400]))
+                or_(*(and_(events.c.stream_id == s, events.c.seq == q) for s, q in chunk))
             )
         )
         for row in rows:
             event = row_to_event(row)
-            found[(event.stream_id, event.seq)] = event
+            if (event.stream_id, event.seq) in wanted:
+                found[(event.stream_id, event.seq)] = event
     return found
 
 
