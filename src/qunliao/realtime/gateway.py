@@ -61,7 +61,8 @@ class SocketConnection:
         self.pushed_before_first_frame: set[str] | None = set()
         self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(queue_limit)
         self.closing: tuple[int, str] | None = None
-        self.closed = asyncio.Event()
+        self.ended = False  # closed by us (revoked, too slow, shutdown) or the writer failed
+        self.receiver: asyncio.Task[None] | None = None
 
     def push(self, pos: int, text: str, stream_id: str) -> None:
         if not self.live or pos <= self.cursor:
@@ -91,7 +92,7 @@ class SocketConnection:
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
-            self.closed.set()
+            self._end()
 
     async def writer(self) -> None:
         try:
@@ -101,7 +102,12 @@ class SocketConnection:
                 if pos:
                     self.sent = pos
         except Disconnected:
-            self.closed.set()
+            self._end()
+
+    def _end(self) -> None:
+        self.ended = True
+        if self.receiver is not None:
+            self.receiver.cancel()  # one task fewer per socket than waiting on an event
 
 
 def _error_frame(client_txn_id: Any, error: ApiError) -> Frame:
@@ -216,10 +222,14 @@ class Gateway:
             await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
-            receiver = asyncio.create_task(self._receive(conn, principal, tasks))
-            closed = asyncio.create_task(conn.closed.wait())
-            await asyncio.wait({receiver, closed}, return_when=asyncio.FIRST_COMPLETED)
-            closed.cancel()
+            receiver = conn.receiver = asyncio.create_task(self._receive(conn, principal, tasks))
+            if conn.ended:
+                receiver.cancel()
+            try:
+                await receiver
+            except asyncio.CancelledError:
+                if not conn.ended:
+                    raise  # the endpoint itself is being cancelled
         finally:
             self._hub.unregister(conn)
             self._connections.discard(conn)
