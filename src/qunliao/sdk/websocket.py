@@ -290,6 +290,8 @@ class WebSocketConnection:
                 waiters.remove(future)
                 if not waiters:
                     del self._pending[txn]
+            if future.done() and not future.cancelled():
+                future.exception()  # seen: the socket broke while the frame was being written
 
     async def read(self, conversation_id: str, seq: int) -> None:
         """Move my read position (no answer unless it fails: see `unmatched_errors`)."""
