@@ -45,6 +45,7 @@ listen:
     ip: "127.0.0.1"
     module: ejabberd_c2s
     max_stanza_size: 1048576
+    backlog: 4096
     shaper: none
     access: all
     starttls: false
@@ -172,6 +173,14 @@ class Ejabberd:
             *args,
         ]
 
+    @staticmethod
+    def as_ejabberd() -> list[str]:
+        """Run as the ejabberd user without `su` (whose PAM session would reset the open-file
+        limit to 1,024): setpriv keeps the harness's raised limit."""
+        if os.geteuid() == 0 and shutil.which("setpriv"):
+            return ["setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups"]
+        return []
+
     def configure(self) -> None:
         (self.dir / "logs").mkdir(parents=True, exist_ok=True)
         (self.dir / "spool").mkdir(parents=True, exist_ok=True)
@@ -205,11 +214,12 @@ class Ejabberd:
         began = time.perf_counter()
         with open(self.dir / "stdout.log", "ab") as logf:
             self.proc = subprocess.Popen(
-                ["taskset", "-c", "0", *self.ctl("foreground")],
+                [*self.as_ejabberd(), "taskset", "-c", "0", *self.ctl("foreground")],
                 stdout=logf,
                 stderr=subprocess.STDOUT,
                 cwd=self.dir,
                 start_new_session=True,
+                env=dict(os.environ, HOME=str(self.dir / "spool")),
             )
         ok = wait_until(self._c2s_ready, timeout, 0.01)
         if not ok:
@@ -239,7 +249,12 @@ class Ejabberd:
         if self.proc is None:
             return
         pids = process_tree(self.proc.pid)
-        subprocess.run(self.ctl("stop"), capture_output=True, timeout=60)
+        subprocess.run(
+            [*self.as_ejabberd(), *self.ctl("stop")],
+            capture_output=True,
+            timeout=60,
+            env=dict(os.environ, HOME=str(self.dir / "spool")),
+        )
         try:
             self.proc.wait(20)
         except subprocess.TimeoutExpired:

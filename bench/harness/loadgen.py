@@ -620,14 +620,14 @@ def run_load(
     specs: list[dict[str, Any]],
     server_pid: int | None,
     connect_timeout: float = 180,
-    extra_pids: list[int] | None = None,
+    extra_pids: Callable[[], list[int]] | None = None,
 ) -> dict[str, Any]:
     """Start every worker, start them together, collect their results and the server's CPU.
 
-    `extra_pids`: processes that belong to the server under test but are not its children
+    `extra_pids`: finds the processes that belong to the server under test but are not its children
     (PostgreSQL backends), excluded from the "other load on the machine" figure.
     """
-    extra_pids = extra_pids or []
+    find_extra = extra_pids or (lambda: [])
     """Start every worker, start them together, collect their results and the server's CPU."""
     ctx = mp.get_context("fork")
     ready, results = ctx.Queue(), ctx.Queue()
@@ -649,14 +649,15 @@ def run_load(
     seconds = specs[0]["seconds"]
     while time.perf_counter() < t0 + warmup:
         time.sleep(0.005)
-    extra_a = {p: cpu_seconds(p) for p in extra_pids}
+    extra_pids_now = find_extra()  # after the warm-up: connection pools have grown by now
+    extra_a = {p: cpu_seconds(p) for p in extra_pids_now}
     cpu_a = cpu_seconds(server_pid) if server_pid else 0.0
     busy_a = system_busy_seconds()
     while time.perf_counter() < t0 + warmup + seconds:
         time.sleep(0.005)
     cpu_b = cpu_seconds(server_pid) if server_pid else 0.0
     busy_b = system_busy_seconds()
-    db_cpu = sum(cpu_seconds(p) - extra_a.get(p, 0.0) for p in extra_pids)
+    db_cpu = sum(cpu_seconds(p) - extra_a.get(p, 0.0) for p in extra_pids_now)
     outcomes = []
     deadline = time.monotonic() + seconds + warmup + 120
     for _ in procs:

@@ -346,10 +346,28 @@ class Synapse:
         return sender, receivers
 
     def idle_targets(self) -> list[dict[str, Any]]:
+        """Fresh `since` tokens, so that every long-poll really waits (nothing new to send)."""
+        fresh = asyncio.run(self._fresh_since())
         return [
             {"proto": "matrix", "token": u["token"], "since": s, "filter": q(LIVE_FILTER)}
-            for u, s in zip(self.users, self.group_since, strict=False)
+            for u, s in zip(self.users, fresh, strict=False)
         ]
+
+    async def _fresh_since(self) -> list[str]:
+        sem = asyncio.Semaphore(8)
+        async with httpx.AsyncClient(base_url=self.base, timeout=300) as http:
+
+            async def one(u: dict[str, Any], since: str) -> str:
+                async with sem:
+                    r = await http.get(
+                        f"/_matrix/client/v3/sync?since={since}&timeout=0&filter={q(LIVE_FILTER)}",
+                        headers={"Authorization": f"Bearer {u['token']}"},
+                    )
+                    r.raise_for_status()
+                    return str(r.json()["next_batch"])
+
+            pairs = zip(self.users, self.group_since, strict=False)
+            return list(await asyncio.gather(*(one(u, s) for u, s in pairs)))
 
     # --- catch-up: an incremental (gappy) /sync, then /messages back to the last seen event ----
     def catchup(self, messages: int, repeats: int) -> dict[str, Any]:

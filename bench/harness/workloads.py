@@ -115,7 +115,7 @@ def send_max(
         out = loadgen.run_load(
             _specs(server.port, targets, cfg.client_procs, cfg),
             server.pid,
-            extra_pids=server.db_pids(),
+            extra_pids=server.db_pids,
         )
         s = loadgen.summarize(out)
         _line(f"{server.name}/{server.backend} {metric}", s)
@@ -149,7 +149,7 @@ def sweep(
             warmup=1.0,
             seconds=max(3.0, cfg.seconds * 0.8),
         )
-        s = loadgen.summarize(loadgen.run_load(specs, server.pid, extra_pids=server.db_pids()))
+        s = loadgen.summarize(loadgen.run_load(specs, server.pid, extra_pids=server.db_pids))
         s["offered"] = rate
         s["fraction"] = frac
         _line(f"{server.name}/{server.backend} open {frac:.0%} ({rate:.0f}/s)", s)
@@ -165,6 +165,8 @@ def fanout(server: Any, cfg: type[Config], members: int | None = None) -> dict[s
     base = {"port": server.port, "warmup": cfg.warmup, "seconds": cfg.seconds, "drain": 3.0}
     results = {}
     for mode, window in (("closed", 4), ("closed", 1)):
+        if results:
+            time.sleep(3.0)  # let the previous run's members leave
         specs = [{**base, "targets": [sender], "mode": mode, "window": window}]
         specs += [
             {
@@ -175,7 +177,15 @@ def fanout(server: Any, cfg: type[Config], members: int | None = None) -> dict[s
             }
             for i in range(recv_procs)
         ]
-        out = loadgen.run_load(specs, server.pid, connect_timeout=600, extra_pids=server.db_pids())
+        try:
+            out = loadgen.run_load(
+                specs, server.pid, connect_timeout=600, extra_pids=server.db_pids
+            )
+        except Exception as exc:
+            if not results:
+                raise
+            log(f"  fan-out w{window} failed: {exc!s:.300}")
+            break
         s = loadgen.summarize(out, "recv")
         sends = loadgen.summarize(out, "send")
         s["messages_per_s"] = sends["rate"]
@@ -186,7 +196,7 @@ def fanout(server: Any, cfg: type[Config], members: int | None = None) -> dict[s
         )
         _line(f"{server.name}/{server.backend} fan-out {members} w{window}", s)
         results[f"w{window}"] = s
-    save_result(server.name, f"fanout@{server.backend}", {**results["w4"], "w1": results["w1"]})
+    save_result(server.name, f"fanout@{server.backend}", {**results["w4"], "w1": results.get("w1")})
     return results["w4"]
 
 
