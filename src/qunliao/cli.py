@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import Annotated, Any
@@ -81,6 +82,8 @@ def serve(
         os.environ[ENV_PREFIX + name.upper()] = str(value)
     configure_logging(settings.log_level, settings.log_format)
     console.print(f"qunliao serving on http://{settings.host}:{settings.port}")
+    failures = _WorkerFailures()
+    logging.getLogger("uvicorn.error").addFilter(failures)
     uvicorn.run(
         "qunliao.cli:app_factory",
         factory=True,
@@ -95,6 +98,24 @@ def serve(
         access_log=False,
         proxy_headers=False,
     )
+    if failures.seen:
+        # uvicorn's supervisor returns normally when a worker cannot start; say so, so that
+        # systemd's Restart=on-failure (and any script) sees the failure.
+        console.print("[red]error:[/red] a worker process failed to start")
+        raise typer.Exit(3)
+
+
+class _WorkerFailures(logging.Filter):
+    """Notices uvicorn's supervisor reporting a worker that could not start."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "failed to start" in record.getMessage():
+            self.seen = True
+        return True
 
 
 def _run_migrations(settings: Settings) -> None:
