@@ -657,7 +657,9 @@ def run_load(
         time.sleep(0.005)
     cpu_b = cpu_seconds(server_pid) if server_pid else 0.0
     busy_b = system_busy_seconds()
-    db_cpu = sum(cpu_seconds(p) - extra_a.get(p, 0.0) for p in extra_pids_now)
+    extra_b = {p: cpu_seconds(p) for p in extra_pids_now}
+    # A backend that exited in between reads as 0: count only those alive at both samples.
+    db_cpu = sum(max(0.0, extra_b[p] - extra_a[p]) for p in extra_pids_now if extra_b[p] > 0)
     outcomes = []
     deadline = time.monotonic() + seconds + warmup + 120
     for _ in procs:

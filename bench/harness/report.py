@@ -20,8 +20,8 @@ Row = tuple[str, str, Any, Any, Any, str]  # metric, target, qunliao, synapse, e
 
 def _get(results: dict[str, Any], server: str, key: str, field: str) -> Any:
     value = results.get(server, {}).get(key, {}).get(field)
-    if isinstance(value, float) and math.isnan(value):
-        return None
+    if isinstance(value, float) and (math.isnan(value) or value < 0):
+        return None  # not measured (or a PostgreSQL backend vanished during the sample)
     return value
 
 
@@ -503,15 +503,17 @@ from the server-CPU column of the runs above:
   from a counter plus one random prefix, metrics without a lock per message, and a WebSocket
   server whose frame path is in C (picows) instead of uvicorn's Python `websockets` protocol.
 - **Per-commit fixed cost dominates at low load**: at 10 % of the maximum the server spends
-  ~0.5–0.6 ms CPU per message (batches of one), against ~0.085 ms when batches are full; the
-  open-loop p50 there is 4–5 ms instead of ≤2 ms. The group commit works, but an idle-to-busy
-  writer wake-up costs more than the insert.
-- **Overload collapses throughput**: open loop above ~60 % of the closed-loop maximum the backlog
-  grows without bound and the *delivered* rate falls (at 90 %: ~50 msg/s and 13 ms CPU per
-  message, with sends unanswered after 5 s), where a healthy server would plateau at its
-  maximum. Closed loop (512 in flight) does not show it; something in the per-socket send or
-  the pending-ack bookkeeping grows with the backlog. This is the first thing to profile next
-  (`--workload ws` with an open-loop rate above the maximum).
+  ~0.6 ms CPU per message (batches of one), against ~0.085–0.10 ms when batches are full; the
+  open-loop p50 at 10–50 % of the maximum is 2.6–3.6 ms on SQLite and 8–13 ms on PostgreSQL
+  (target ≤2 ms), and the p99 at 50 % is 100–140 ms (target ≤20 ms): the group commit works,
+  but waking an idle writer thread costs more than the insert, and bursts queue behind it.
+- **Overload collapses throughput**: open loop, once the offered rate passes what the server
+  sustains (on SQLite at 90 % of the closed-loop maximum; at 50–75 % when other processes share
+  the core), the *delivered* rate falls instead of plateauing (SQLite at 90 %: 4.5k of 8.8k
+  msg/s delivered, ~9,300 sends unanswered after the 3 s drain; under contention down to
+  ~50 msg/s at 13 ms CPU per message). Closed loop (512 in flight) does not show it; something
+  in the per-socket send or the pending-ack bookkeeping grows with the backlog. This is the
+  first thing to profile next (an open-loop rate above the maximum).
 - **The HTTP send costs ~1.1–1.4 ms CPU per request** (~700–900 req/s), 13–16× the WebSocket
   path: the request crosses ten ASGI layers (Starlette/FastAPI routing, dependency solving,
   idempotency, body-limit, exception-telemetry middleware) and makes several SQLAlchemy Core
