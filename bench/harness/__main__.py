@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     command = "python -m bench.harness " + " ".join(argv if argv is not None else sys.argv[1:])
     if not args.report_only:
+        with open(WORK / "runs.txt", "a") as runs:
+            runs.write(f"{time.strftime('%H:%M UTC', time.gmtime())}  {command}\n")
         log(
             f"harness: servers {servers}, backends {backends}, workloads {sorted(todo)}, "
             f"nofile {limit}"

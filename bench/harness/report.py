@@ -361,7 +361,12 @@ def write(command: str, elapsed: float) -> None:
         first = time.strftime("%H:%M", time.gmtime(min(times)))
         last = time.strftime("%H:%M UTC", time.gmtime(max(times)))
         span = f"measured between {first} and {last}"
+    try:
+        runs = (WORK / "runs.txt").read_text().strip() or command
+    except OSError:
+        runs = command
     text = TEMPLATE.format(
+        runs=runs,
         stamp=stamp,
         span=span,
         nproc=m["nproc"],
@@ -392,7 +397,11 @@ commands at the end; do not edit the table by hand.
 
 **Machine**: {nproc} cores ({cpu}), {mem} GiB memory, Python {python}, Linux {kernel}.
 **Versions**: {versions}.
-**Run**: `{command}` ({elapsed:.0f} s).
+**Runs** merged into this page (the harness's own log, `/tmp/qunliao-bench/runs.txt`):
+
+```
+{runs}
+```
 
 ## The table
 
