@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from qunliao.core.errors import bad_request
 
 _PREFIX = "s1."
+_NUMBER = re.compile(r"[0-9]{1,19}")
 
 
 def encode_sync_token(position: int) -> str:
@@ -15,18 +17,21 @@ def encode_sync_token(position: int) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_sync_token(token: str | None) -> int:
+def decode_sync_token(token: object) -> int:
     """The position a token stands for; no token means "from the start" (0)."""
     if token is None or token == "":
         return 0
+    if not isinstance(token, str) or len(token) > 200:
+        raise bad_request("invalid sync token")
     try:
         padded = token + "=" * (-len(token) % 4)
         raw = base64.urlsafe_b64decode(padded.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise bad_request("invalid sync token") from exc
-    if not raw.startswith(_PREFIX) or not raw[len(_PREFIX) :].isdigit():
+    match = _NUMBER.fullmatch(raw[len(_PREFIX) :]) if raw.startswith(_PREFIX) else None
+    if match is None:
         raise bad_request("invalid sync token")
-    position = int(raw[len(_PREFIX) :])
+    position = int(match.group())
     if position > 2**62:
         raise bad_request("invalid sync token")
     return position

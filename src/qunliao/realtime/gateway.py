@@ -99,10 +99,18 @@ class SocketConnection:
             while True:
                 pos, text = await self._queue.get()
                 await self.sock.send_text(text)
+                self._queue.task_done()
                 if pos:
                     self.sent = pos
         except Disconnected:
             self._end()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until everything queued is written (so direct sends cannot overtake it)."""
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout_s)
+        except TimeoutError:
+            self.close_soon(4008, "too slow; reconnect with since=" + encode_sync_token(self.sent))
 
     def _end(self) -> None:
         self.ended = True
@@ -254,6 +262,8 @@ class Gateway:
             for event in found:
                 await conn.sock.send_text(encode_event(event))
                 conn.sent = event.pos
+                if conn.pushed_before_first_frame is not None:
+                    conn.pushed_before_first_frame.add(event.stream_id)
             conn.cursor = max(conn.cursor, upto)
             conn.sent = conn.cursor
             # No await between this check and going live: the hub cannot slip in between.
@@ -289,6 +299,10 @@ class Gateway:
         except ApiError as exc:
             conn.send_frame(_error_frame(None, exc))
             return
+        # Hold live pushes while replaying (the catch-up below sends what they skip), so the
+        # replay cannot interleave with newer events of the same conversation.
+        conn.live = False
+        await conn.drain(10.0)
         missed: list[StoredEvent] = []
         position = since
         while position < conn.started_at:
@@ -302,10 +316,10 @@ class Gateway:
         if pushed & {e.stream_id for e in missed}:
             message = "events were pushed before this resume; reconnect with ?since=<token>"
             conn.send_frame(_error_frame(None, ApiError("conflict", message)))
-            return
-        for event in missed:
-            await conn.sock.send_text(encode_event(event))
-        conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
+        else:
+            for event in missed:
+                await conn.sock.send_text(encode_event(event))
+        await self._catch_up(conn)
 
     def _dispatch(
         self, conn: SocketConnection, principal: Principal, frame: Any,

@@ -36,8 +36,11 @@ class _Pending:
 def _same_send(stored: spine.StoredEvent, new: spine.NewEvent) -> bool:
     if stored.stream_id != new.stream_id:
         return False
-    # A recalled message has lost its body; the conversation is all that is left to compare.
-    return stored.recalled_at is not None or stored.body == new.body
+    # A recalled or edited message no longer has its first body; the conversation is all that
+    # is left to compare.
+    if stored.recalled_at is not None or stored.edited_at is not None:
+        return True
+    return stored.body == new.body
 
 
 class MessageWriter:
@@ -95,7 +98,15 @@ class MessageWriter:
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except Exception:
+                    if len(batch) == 1:
+                        raise
+                    log.exception("group commit of %d sends failed; one by one", len(batch))
+                    for item in batch:  # one bad send must not fail the others
+                        if not item.future.done():
+                            await self._commit_alone(item)
             except Exception as exc:
                 log.exception("group commit of %d sends failed", len(batch))
                 error = (
@@ -111,6 +122,19 @@ class MessageWriter:
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _commit_alone(self, item: _Pending) -> None:
+        try:
+            await self._commit([item])
+        except Exception as exc:
+            if not item.future.done():
+                item.future.set_exception(
+                    exc
+                    if isinstance(exc, ApiError)
+                    else ApiError(
+                        "unavailable", "the message could not be stored, retry with the same id"
+                    )
+                )
 
     async def _commit(self, batch: list[_Pending]) -> None:
         events = [item.event for item in batch]

@@ -641,12 +641,18 @@ async def messages_at(
 
 async def set_message_body(
     conn: AsyncConnection, message_id: str, body: dict[str, Any], edited_at: int
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Replace a message's text; False if it was recalled meanwhile."""
+    result = await conn.execute(
         update(events)
-        .where(events.c.message_id == message_id, events.c.type == MESSAGE)
+        .where(
+            events.c.message_id == message_id,
+            events.c.type == MESSAGE,
+            events.c.recalled_at.is_(None),
+        )
         .values(body=_dumps(body), edited_at=edited_at)
     )
+    return bool(result.rowcount)
 
 
 async def erase_message(conn: AsyncConnection, message_id: str, recalled_at: int) -> None:

@@ -21,6 +21,7 @@ class AccessCache(Generic[T]):
         self._max_entries = max_entries
         self._entries: dict[str, dict[str, tuple[float, T]]] = {}
         self._size = 0
+        self._generations: dict[str, int] = {}
 
     def get(self, conversation_id: str, user_id: str) -> T | None:
         entry = self._entries.get(conversation_id, {}).get(user_id)
@@ -28,7 +29,13 @@ class AccessCache(Generic[T]):
             return None
         return entry[1]
 
-    def put(self, conversation_id: str, user_id: str, value: T) -> None:
+    def generation(self, conversation_id: str) -> int:
+        """Read before loading from storage; `put` refuses a value loaded before a `forget`."""
+        return self._generations.get(conversation_id, 0)
+
+    def put(self, conversation_id: str, user_id: str, value: T, generation: int) -> None:
+        if self._generations.get(conversation_id, 0) != generation:
+            return  # changed while we were reading: the value may be stale
         if self._size >= self._max_entries:
             self._entries.clear()
             self._size = 0
@@ -38,6 +45,11 @@ class AccessCache(Generic[T]):
         users[user_id] = (self._now() + self._ttl_s, value)
 
     def forget(self, conversation_id: str) -> None:
+        self._generations[conversation_id] = self._generations.get(conversation_id, 0) + 1
+        if len(self._generations) > self._max_entries:
+            self._generations.clear()  # every earlier reader's generation is now stale anyway
+            self._entries.clear()
+            self._size = 0
         dropped = self._entries.pop(conversation_id, None)
         if dropped:
             self._size -= len(dropped)

@@ -29,7 +29,7 @@ class MembersToAdd(Body):
 
 class MemberUpdate(Body):
     role: Literal["admin", "member"] | None = None
-    muted_until: int | None = Field(None, ge=0)
+    muted_until: int | None = Field(None, ge=0, le=2**62)
 
 
 class Transfer(Body):

@@ -91,6 +91,7 @@ class ConversationService:
         cached = self._access.get(conversation_id, caller.user_id)
         if cached is not None and not allow_former:
             return cached
+        generation = self._access.generation(conversation_id)
         async with self._db.read() as conn:
             conversation = await store.get(conn, conversation_id)
             if conversation is None:
@@ -100,7 +101,7 @@ class ConversationService:
             raise forbidden(f"you are not a member of conversation {conversation_id}")
         access = Access(conversation, member)
         if member.active:
-            self._access.put(conversation_id, caller.user_id, access)
+            self._access.put(conversation_id, caller.user_id, access, generation)
         return access
 
     def cached_access(self, caller: Principal, conversation_id: str) -> Access | None:
@@ -386,6 +387,7 @@ class ConversationService:
         await self._check_users_exist(ids)
         now = self._clock.now_ms()
         async with self._db.write() as tx:
+            await spine.lock_position(tx.conn)  # concurrent adds of one user take turns
             current = await spine.get_members(tx.conn, conversation_id, ids)
             fresh = [u for u in ids if u not in current or not current[u].active]
             if not fresh:
@@ -411,6 +413,7 @@ class ConversationService:
         if not access.is_group:
             raise bad_request("nobody can leave or be removed from a direct conversation")
         async with self._db.write() as tx:
+            await spine.lock_position(tx.conn)
             target = await spine.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
@@ -465,7 +468,7 @@ class ConversationService:
                 values["role"] = changes["role"]
             if "muted_until" in changes:
                 until = changes["muted_until"]
-                if until is not None and (not isinstance(until, int) or until < 0):
+                if until is not None and (not isinstance(until, int) or not 0 <= until <= 2**62):
                     raise bad_request("muted_until must be a time in ms or null")
                 if not access.is_manager:
                     raise forbidden("only the owner and admins may mute members")
@@ -492,9 +495,18 @@ class ConversationService:
                         )
                     ],
                 )
-        members = await self.list_members(caller, conversation_id, None, 1000)
-        found = [m for m in members["members"] if m["user_id"] == user_id]
-        return found[0] if found else {"user_id": user_id, **values}
+        async with self._db.read() as conn:
+            member = await spine.get_member(conn, conversation_id, user_id)
+        profile = await self._accounts.profile(user_id)
+        assert member is not None
+        return {
+            "user_id": user_id,
+            "display_name": profile.get("display_name"),
+            "username": profile.get("username"),
+            "role": member.role,
+            "read_seq": member.read_seq,
+            "muted_until": member.muted_until,
+        }
 
     async def do_transfer(
         self, caller: Principal, conversation_id: str, user_id: str

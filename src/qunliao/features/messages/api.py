@@ -10,6 +10,8 @@ from qunliao.core.http import AuthDependency, Body
 from qunliao.core.principal import Principal
 from qunliao.features.messages.service import MessageService, check_send
 
+MAX_INT = 2**62  # positions, seqs and times all fit far below 64 bits
+
 
 class TextBody(Body):
     text: str
@@ -28,7 +30,7 @@ class Edit(Body):
 
 
 class ReadPosition(Body):
-    seq: int = Field(ge=0)
+    seq: int = Field(ge=0, le=MAX_INT)
 
 
 class Typing(Body):
@@ -49,7 +51,7 @@ def router(messages: MessageService, auth: AuthDependency) -> APIRouter:
     async def history(
         conversation_id: str,
         caller: Caller,
-        before_seq: Annotated[int | None, Query(ge=0)] = None,
+        before_seq: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
     ) -> dict[str, Any]:
         return {"messages": await messages.history(caller, conversation_id, before_seq, limit)}
@@ -75,7 +77,7 @@ def router(messages: MessageService, auth: AuthDependency) -> APIRouter:
 
     @api.get("/receipts", summary="Who has and hasn't read the message at seq")
     async def receipts(
-        conversation_id: str, caller: Caller, seq: Annotated[int, Query(ge=0)]
+        conversation_id: str, caller: Caller, seq: Annotated[int, Query(ge=0, le=MAX_INT)]
     ) -> dict[str, Any]:
         return await messages.receipts(caller, conversation_id, seq)
 

@@ -50,7 +50,11 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     if not isinstance(body, dict) or set(body) != {"text"} or not isinstance(body["text"], str):
         raise bad_request('a text message has body {"text": string}')
     text: str = body["text"]
-    if len(text) * 4 > MAX_TEXT_BYTES and len(text.encode()) > MAX_TEXT_BYTES:
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise bad_request("text must be valid Unicode (no lone surrogates)") from exc
+    if size > MAX_TEXT_BYTES:
         raise ApiError("too_large", f"text is longer than {MAX_TEXT_BYTES} bytes of UTF-8")
     if not text.strip():
         raise bad_request("text must not be empty")
@@ -246,6 +250,7 @@ class MessageService:
                 raise forbidden("the recall window has passed")
             raise forbidden("only the sender (or a group owner/admin) may recall a message")
         async with self._db.write() as tx:
+            await spine.lock_position(tx.conn)  # twins of this recall wait here, then find it
             earlier = await spine.find_event(
                 tx.conn, conversation_id, "message.recalled", message_id
             )
@@ -290,7 +295,9 @@ class MessageService:
         if now - message.sent_at > self._edit_window_ms:
             raise forbidden("the edit window has passed")
         async with self._db.write() as tx:
-            await spine.set_message_body(tx.conn, message_id, request.body, now)
+            await spine.lock_position(tx.conn)
+            if not await spine.set_message_body(tx.conn, message_id, request.body, now):
+                raise conflict("a recalled message cannot be edited")
             stored = await spine.append_events(
                 tx.conn,
                 [
@@ -310,7 +317,7 @@ class MessageService:
     # ---------------------------------------------------------------- read positions
 
     async def do_read(self, caller: Principal, conversation_id: str, seq: Any) -> None:
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**62:
             raise bad_request("seq must be a non-negative integer")
         await self._conversations.access_conversation(caller, conversation_id)
         async with self._db.write() as tx:
