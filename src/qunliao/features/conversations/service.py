@@ -143,44 +143,14 @@ class ConversationService:
         await self._check_users_exist(others)
         if len(others) + 1 > self._max_members:
             raise bad_request(f"a group has at most {self._max_members} members")
-        conversation_id = self._ids.new("c")
-        now = self._clock.now_ms()
         async with self._db.write() as tx:
-            await store.insert(
-                tx.conn,
-                {
-                    "conversation_id": conversation_id,
-                    "kind": "group",
-                    "title": title,
-                    "announcement": None,
-                    "owner_id": caller.user_id,
-                    "direct_key": None,
-                    "muted_all": False,
-                    "created_by": caller.user_id,
-                    "created_at": now,
-                },
-            )
-            await spine.create_stream(tx.conn, conversation_id, "conversation", now)
-            [created] = await self._emit(
+            conversation_id = await self._insert(
                 tx,
-                [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="conversation.created",
-                        sender_id=caller.user_id,
-                        data={
-                            "kind": "group",
-                            "title": title,
-                            "by": caller.user_id,
-                            "member_ids": [caller.user_id, *others],
-                        },
-                    )
-                ],
+                caller,
+                "group",
+                title,
+                {caller.user_id: "owner"} | dict.fromkeys(others, "member"),
             )
-            await spine.join_members(
-                tx.conn, conversation_id, [caller.user_id], "owner", created.seq, now
-            )
-            await spine.join_members(tx.conn, conversation_id, others, "member", created.seq, now)
         return conversation_id, True
 
     async def _create_direct(self, caller: Principal, other_id: str) -> tuple[str, bool]:
@@ -193,42 +163,11 @@ class ConversationService:
             existing = await store.by_direct_key(conn, direct_key)
         if existing is not None:
             return existing, False
-        conversation_id = self._ids.new("c")
-        now = self._clock.now_ms()
         try:
             async with self._db.write() as tx:
-                await store.insert(
-                    tx.conn,
-                    {
-                        "conversation_id": conversation_id,
-                        "kind": "direct",
-                        "title": None,
-                        "announcement": None,
-                        "owner_id": None,
-                        "direct_key": direct_key,
-                        "muted_all": False,
-                        "created_by": caller.user_id,
-                        "created_at": now,
-                    },
+                conversation_id = await self._insert(
+                    tx, caller, "direct", None, dict.fromkeys(pair, "member"), direct_key=direct_key
                 )
-                await spine.create_stream(tx.conn, conversation_id, "conversation", now)
-                [created] = await self._emit(
-                    tx,
-                    [
-                        spine.NewEvent(
-                            stream_id=conversation_id,
-                            type="conversation.created",
-                            sender_id=caller.user_id,
-                            data={
-                                "kind": "direct",
-                                "title": None,
-                                "by": caller.user_id,
-                                "member_ids": pair,
-                            },
-                        )
-                    ],
-                )
-                await spine.join_members(tx.conn, conversation_id, pair, "member", created.seq, now)
         except store.DirectExists:
             async with self._db.read() as conn:
                 raced = await store.by_direct_key(conn, direct_key)
@@ -236,6 +175,29 @@ class ConversationService:
                 raise
             return raced, False
         return conversation_id, True
+
+    async def _insert(
+        self, tx: Tx, caller: Principal, kind: str, title: str | None, roles: dict[str, str],
+        *, direct_key: str | None = None,
+    ) -> str:  # fmt: skip
+        """A new conversation, its stream, its `conversation.created` event and its members."""
+        conversation_id = self._ids.new("c")
+        now = self._clock.now_ms()
+        await store.insert(tx.conn, {
+            "conversation_id": conversation_id, "kind": kind, "title": title,
+            "announcement": None, "owner_id": caller.user_id if kind == "group" else None,
+            "direct_key": direct_key, "muted_all": False, "created_by": caller.user_id,
+            "created_at": now,
+        })  # fmt: skip
+        await spine.create_stream(tx.conn, conversation_id, "conversation", now)
+        [created] = await self._emit(tx, [spine.NewEvent(
+            stream_id=conversation_id, type="conversation.created", sender_id=caller.user_id,
+            data={"kind": kind, "title": title, "by": caller.user_id, "member_ids": list(roles)},
+        )])  # fmt: skip
+        for role in dict.fromkeys(roles.values()):
+            members = [user for user, r in roles.items() if r == role]
+            await spine.join_members(tx.conn, conversation_id, members, role, created.seq, now)
+        return conversation_id
 
     async def _check_users_exist(self, user_ids: Sequence[str]) -> None:
         if not user_ids:
