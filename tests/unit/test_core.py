@@ -104,3 +104,12 @@ def test_check_send_rejects(overrides: dict[str, object], code: str) -> None:
     with pytest.raises(ApiError) as caught:
         check_send(_frame(**overrides))
     assert caught.value.code == code
+
+
+def test_ids_are_unique_prefixed_and_hex() -> None:
+    from qunliao.core.ids import IdGenerator
+
+    generator = IdGenerator()
+    ids = [generator.new("m") for _ in range(2_000)]  # crosses several random pools
+    assert len(set(ids)) == len(ids)
+    assert all(i.startswith("m_") and len(i) == 18 and int(i[2:], 16) >= 0 for i in ids)
