@@ -55,3 +55,18 @@ async def test_member_update_answers_the_whole_member(h: Harness) -> None:
                      json={"role": "admin"})  # fmt: skip
     assert r.status_code == 200
     assert r.json()["role"] == "admin" and r.json()["display_name"] and "read_seq" in r.json()
+
+
+async def test_two_transfers_at_once_leave_one_owner(h: Harness) -> None:
+    import asyncio
+
+    owner, a, b = await h.user("owner"), await h.user("a"), await h.user("b")
+    group = await h.group(owner, a, b)
+    path = f"/api/v1/conversations/{group}/transfer"
+    results = await asyncio.gather(
+        h.call(owner, "POST", path, json={"user_id": a.user_id}),
+        h.call(owner, "POST", path, json={"user_id": b.user_id}),
+    )
+    assert sorted(r.status_code for r in results) == [200, 403]
+    members = (await h.call(a, "GET", f"/api/v1/conversations/{group}/members")).json()
+    assert [m["role"] for m in members["members"]].count("owner") == 1

@@ -199,6 +199,16 @@ class ConversationService:
             await spine.join_members(tx.conn, conversation_id, members, role, created.seq, now)
         return conversation_id
 
+    @staticmethod
+    def _member_updated(
+        caller: Principal, conversation_id: str, user_id: str, role: str, muted_until: int | None
+    ) -> spine.NewEvent:
+        return spine.NewEvent(
+            stream_id=conversation_id, type="member.updated", sender_id=caller.user_id,
+            data={"user_id": user_id, "by": caller.user_id, "role": role,
+                  "muted_until": muted_until},
+        )  # fmt: skip
+
     async def _check_users_exist(self, user_ids: Sequence[str]) -> None:
         if not user_ids:
             return
@@ -417,6 +427,7 @@ class ConversationService:
             raise bad_request("direct conversations have no roles")
         values: dict[str, Any] = {}
         async with self._db.write() as tx:
+            await spine.lock_position(tx.conn)
             target = await spine.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
@@ -441,22 +452,11 @@ class ConversationService:
                 values["muted_until"] = until
             if values:
                 await spine.update_member(tx.conn, conversation_id, user_id, **values)
-                await self._emit(
-                    tx,
-                    [
-                        spine.NewEvent(
-                            stream_id=conversation_id,
-                            type="member.updated",
-                            sender_id=caller.user_id,
-                            data={
-                                "user_id": user_id,
-                                "by": caller.user_id,
-                                "role": values.get("role", target.role),
-                                "muted_until": values.get("muted_until", target.muted_until),
-                            },
-                        )
-                    ],
-                )
+                event = self._member_updated(
+                    caller, conversation_id, user_id, values.get("role", target.role),
+                    values.get("muted_until", target.muted_until),
+                )  # fmt: skip
+                await self._emit(tx, [event])
         async with self._db.read() as conn:
             member = await spine.get_member(conn, conversation_id, user_id)
         profile = await self._accounts.profile(user_id)
@@ -481,6 +481,10 @@ class ConversationService:
         if user_id == caller.user_id:
             raise bad_request("you already own this group")
         async with self._db.write() as tx:
+            await spine.lock_position(tx.conn)  # two transfers at once must not make two owners
+            me = await spine.get_member(tx.conn, conversation_id, caller.user_id)
+            if me is None or me.role != "owner":
+                raise forbidden("only the owner may transfer ownership")
             target = await spine.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
@@ -490,27 +494,11 @@ class ConversationService:
             await self._emit(
                 tx,
                 [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="member.updated",
-                        sender_id=caller.user_id,
-                        data={
-                            "user_id": user_id,
-                            "by": caller.user_id,
-                            "role": "owner",
-                            "muted_until": target.muted_until,
-                        },
+                    self._member_updated(
+                        caller, conversation_id, user_id, "owner", target.muted_until
                     ),
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="member.updated",
-                        sender_id=caller.user_id,
-                        data={
-                            "user_id": caller.user_id,
-                            "by": caller.user_id,
-                            "role": "admin",
-                            "muted_until": None,
-                        },
+                    self._member_updated(
+                        caller, conversation_id, caller.user_id, "admin", me.muted_until
                     ),
                     spine.NewEvent(
                         stream_id=conversation_id,
