@@ -112,4 +112,4 @@ def test_ids_are_unique_prefixed_and_hex() -> None:
     generator = IdGenerator()
     ids = [generator.new("m") for _ in range(2_000)]  # crosses several random pools
     assert len(set(ids)) == len(ids)
-    assert all(i.startswith("m_") and len(i) == 18 and int(i[2:], 16) >= 0 for i in ids)
+    assert all(i.startswith("m_") and len(i) == 30 and int(i[2:], 16) >= 0 for i in ids)

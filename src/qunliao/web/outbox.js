@@ -5,10 +5,13 @@
 const RESEND_AFTER_MS = 8000;
 const TRANSIENT = new Set(["rate_limited", "unavailable"]);
 
+// Time first, then 64 random bits: the server indexes transaction ids per device, and ids that
+// grow with time are cheaper to index than random ones.
 export function newTxnId() {
-  const bytes = new Uint8Array(16);
+  const bytes = new Uint8Array(8);
   crypto.getRandomValues(bytes);
-  return "web-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const random = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return "web-" + Date.now().toString(16).padStart(12, "0") + random;
 }
 
 export class Outbox {
