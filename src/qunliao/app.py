@@ -37,6 +37,7 @@ from qunliao.features.sync.service import SyncService
 from qunliao.metrics import Metrics
 from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
+from qunliao.realtime.fast_ws import STATE_KEY, WebSocketRoute
 from qunliao.realtime.gateway import Gateway, GatewayHandlers
 from qunliao.realtime.hub import Hub, Visibility
 from qunliao.settings import Settings
@@ -47,6 +48,7 @@ from qunliao.storage.migrate import migrate
 from qunliao.webclient import mount_web_client
 
 log = logging.getLogger("qunliao")
+WS_PATH = "/api/v1/ws"
 
 STATUS_CODES = {
     400: "bad_request",
@@ -227,7 +229,7 @@ def create_app(
     svc = services or build_services(settings)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         if auto_migrate:
             await migrate(settings.database_url)
         await svc.db.start()
@@ -240,7 +242,8 @@ def create_app(
             settings.bus_url.split("://")[0],
         )
         try:
-            yield
+            # uvicorn hands this state to each connection's protocol (realtime/fast_ws.py).
+            yield {STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint)}
         finally:
             svc.gateway.close_all()
             await svc.writer.stop()
@@ -319,6 +322,6 @@ def create_app(
         on_error=error_answer,
     )
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
-    app.add_middleware(WebSocketFastPath, path="/api/v1/ws", handler=svc.gateway.endpoint)
+    app.add_middleware(WebSocketFastPath, path=WS_PATH, handler=svc.gateway.endpoint)
     mount_web_client(app)
     return app

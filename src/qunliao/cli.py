@@ -97,6 +97,13 @@ def serve(
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         access_log=False,
         proxy_headers=False,
+        # The first bytes of each connection pick picows (the gateway's WebSocket) or
+        # uvicorn's HTTP protocol; see realtime/fast_ws.py.
+        http=(
+            "qunliao.realtime.fast_ws:HttpOrWebSocket"
+            if settings.websocket_engine == "picows"
+            else "httptools"
+        ),
     )
     if failures.seen:
         # uvicorn's supervisor returns normally when a worker cannot start; say so, so that

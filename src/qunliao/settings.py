@@ -35,6 +35,7 @@ class Settings(BaseModel):
     max_connections: int = Field(20_000, ge=1)
     max_connections_per_ip: int = Field(1_000, ge=1)
     shutdown_timeout_s: float = Field(10.0, ge=0)
+    websocket_engine: Literal["picows", "uvicorn"] = "picows"
 
     @field_validator("database_url")
     @classmethod

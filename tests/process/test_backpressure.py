@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import orjson
+import pytest
 import websockets
 
 from tests.e2e.helpers import ServerProcess
@@ -32,8 +33,13 @@ def _small_socket(port: int) -> socket.socket:
     return sock
 
 
-async def test_stalled_reader_is_closed_4008_and_resumes(tmp_path: Path) -> None:
-    env = {"QUNLIAO_RATE_LIMIT_PER_S": "0", "QUNLIAO_WS_QUEUE_LIMIT": "32"}
+@pytest.mark.parametrize("engine", ["picows", "uvicorn"])
+async def test_stalled_reader_is_closed_4008_and_resumes(tmp_path: Path, engine: str) -> None:
+    env = {
+        "QUNLIAO_RATE_LIMIT_PER_S": "0",
+        "QUNLIAO_WS_QUEUE_LIMIT": "32",
+        "QUNLIAO_WEBSOCKET_ENGINE": engine,
+    }
     server = ServerProcess(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, env=env)
     server.start()
     try:

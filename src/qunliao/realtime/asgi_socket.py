@@ -53,11 +53,12 @@ class RawSocket:
             text = data.decode("utf-8", "replace")
         return str(text)
 
-    async def send_text(self, text: str) -> None:
+    async def send(self, data: bytes) -> None:
+        """Send one text frame (`data` is its UTF-8)."""
         if self.closed:
             raise Disconnected()
         try:
-            await self._send({"type": "websocket.send", "text": text})
+            await self._send({"type": "websocket.send", "text": data.decode()})
         except OSError as exc:  # uvicorn raises ClientDisconnected (an OSError) after a drop
             self.closed = True
             raise Disconnected() from exc

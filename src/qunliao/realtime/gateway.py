@@ -20,6 +20,7 @@ from qunliao.core.errors import ApiError
 from qunliao.core.principal import Principal
 from qunliao.core.tokens import decode_sync_token, encode_sync_token
 from qunliao.realtime.asgi_socket import Disconnected, RawSocket
+from qunliao.realtime.fast_ws import GatewaySocket
 from qunliao.realtime.hub import Hub, encode_event
 from qunliao.storage.spine import StoredEvent
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 CATCH_UP_PAGE = 500
 FIRST_FRAME_WAIT_S = 0.1
 Frame = dict[str, Any]
+Socket = RawSocket | GatewaySocket
+NOT_JSON = object()
 
 
 @dataclass
@@ -46,10 +49,16 @@ class GatewayHandlers:
 
 
 class SocketConnection:
-    """One open socket: a bounded outgoing queue drained by its own writer task."""
+    """One open socket and its bounded outgoing queue.
 
-    def __init__(self, sock: RawSocket, principal: Principal, queue_limit: int) -> None:
+    A picows socket (`direct`) is written to at once while the kernel keeps up; the queue only
+    fills while its transport is paused and is flushed when it resumes. An ASGI socket's queue
+    is drained by a writer task.
+    """
+
+    def __init__(self, sock: Socket, principal: Principal, queue_limit: int) -> None:
         self.sock = sock
+        self.direct = isinstance(sock, GatewaySocket)
         self.user_id = principal.user_id
         self.device_id = principal.device_id
         self.cursor = 0  # the last event queued (pushes at or below it are duplicates)
@@ -59,31 +68,45 @@ class SocketConnection:
         # Streams pushed to before the client's first frame (None once it came): a late
         # resume frame may replay what came before the accept only where it cannot reorder.
         self.pushed_before_first_frame: set[str] | None = set()
-        self._queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(queue_limit)
+        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(queue_limit)
         self.closing: tuple[int, str] | None = None
         self.ended = False  # closed by us (revoked, too slow, shutdown) or the writer failed
-        self.receiver: asyncio.Task[None] | None = None
+        self.receiver: asyncio.Future[None] | None = None
+        # Frames that arrived while a late resume was being answered (dispatched after it).
+        self.held: list[Any] | None = None
+        if isinstance(sock, GatewaySocket):
+            sock.on_writable = self._flush
 
-    def push(self, pos: int, text: str, stream_id: str) -> None:
+    def push(self, pos: int, data: bytes, stream_id: str) -> None:
         if not self.live or pos <= self.cursor:
             return
         self.cursor = pos
         if self.pushed_before_first_frame is not None:
             self.pushed_before_first_frame.add(stream_id)
-        self._enqueue(pos, text)
+        self._enqueue(pos, data)
 
-    def push_state(self, text: str) -> None:
+    def push_state(self, data: bytes) -> None:
         if self.live:
-            self._enqueue(0, text)
+            self._enqueue(0, data)
 
     def send_frame(self, frame: Frame) -> None:
-        self._enqueue(0, orjson.dumps(frame).decode())
+        self._enqueue(0, orjson.dumps(frame))
 
-    def _enqueue(self, pos: int, text: str) -> None:
+    def _enqueue(self, pos: int, data: bytes) -> None:
         if self.closing is not None:
             return
+        sock = self.sock
+        if isinstance(sock, GatewaySocket) and sock.writable and self._queue.empty():
+            try:
+                sock.write(data)
+            except Disconnected:
+                self._end()
+                return
+            if pos:
+                self.sent = pos
+            return
         try:
-            self._queue.put_nowait((pos, text))
+            self._queue.put_nowait((pos, data))
         except asyncio.QueueFull:
             # A stalled reader: drop it with a way back instead of growing memory. What is
             # still queued is dropped too, so it resumes after the last event actually sent.
@@ -97,13 +120,28 @@ class SocketConnection:
     async def writer(self) -> None:
         try:
             while True:
-                pos, text = await self._queue.get()
-                await self.sock.send_text(text)
+                pos, data = await self._queue.get()
+                await self.sock.send(data)
                 self._queue.task_done()
                 if pos:
                     self.sent = pos
         except Disconnected:
             self._end()
+
+    def _flush(self) -> None:
+        """A direct socket's transport took writes again: send what queued meanwhile."""
+        sock = self.sock
+        assert isinstance(sock, GatewaySocket)
+        while sock.writable and not self._queue.empty():
+            pos, data = self._queue.get_nowait()
+            try:
+                sock.write(data)
+            except Disconnected:
+                self._end()
+                return
+            self._queue.task_done()
+            if pos:
+                self.sent = pos
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until everything queued is written (so direct sends cannot overtake it)."""
@@ -129,18 +167,18 @@ def _error_frame(client_txn_id: Any, error: ApiError) -> Frame:
     }
 
 
-def _token_from(sock: RawSocket) -> str | None:
+def _token_from(sock: Socket) -> str | None:
     header = sock.headers.get("authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
     return sock.query.get("access_token")
 
 
-def _parse(raw: str) -> Any:
+def _parse(raw: str | bytes | memoryview) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return raw  # dispatched as it is, so the client gets its error frame
+        return NOT_JSON  # dispatched, so the client gets its error frame
 
 
 class Gateway:
@@ -170,7 +208,7 @@ class Gateway:
         for conn in list(self._connections):
             conn.close_soon(code, reason)
 
-    async def endpoint(self, sock: RawSocket) -> None:
+    async def endpoint(self, sock: Socket) -> None:
         ip = sock.client_host
         if len(self._connections) >= self._max_connections or (
             self._per_ip.get(ip, 0) >= self._max_per_ip
@@ -190,7 +228,7 @@ class Gateway:
             if left > 0:
                 self._per_ip[ip] = left
 
-    async def _serve(self, sock: RawSocket) -> None:
+    async def _serve(self, sock: Socket) -> None:
         token = _token_from(sock)
         principal = await self._handlers.authenticate(token) if token else None
         # Accept, then close: a refused handshake reaches most clients as a bare 403.
@@ -209,8 +247,8 @@ class Gateway:
         self._connections.add(conn)
         self._hub.register(conn)
         tasks: set[asyncio.Task[Any]] = set()
-        writer = asyncio.create_task(conn.writer())
-        receiver: asyncio.Task[None] | None = None
+        writer = None if conn.direct else asyncio.create_task(conn.writer())
+        receiver: asyncio.Future[None] | None = None
         try:
             pending: list[Any] = []
             if since is None:
@@ -230,7 +268,12 @@ class Gateway:
             await self._catch_up(conn)
             for frame in pending:
                 self._dispatch(conn, principal, frame, tasks)
-            receiver = conn.receiver = asyncio.create_task(self._receive(conn, principal, tasks))
+            on_message = partial(self._on_message, conn, principal, tasks)
+            if isinstance(sock, GatewaySocket):
+                receiver = sock.listen(on_message)  # frames arrive as callbacks: no task
+            else:
+                receiver = asyncio.create_task(self._receive(sock, on_message))
+            conn.receiver = receiver
             if conn.ended:
                 receiver.cancel()
             try:
@@ -247,7 +290,7 @@ class Gateway:
             if conn.closing is not None:
                 await sock.close(*conn.closing)
 
-    async def _first_frame(self, sock: RawSocket) -> Any:
+    async def _first_frame(self, sock: Socket) -> Any:
         try:
             return _parse(await asyncio.wait_for(sock.receive_text(), FIRST_FRAME_WAIT_S))
         except TimeoutError:
@@ -260,7 +303,7 @@ class Gateway:
                 conn.user_id, conn.cursor, CATCH_UP_PAGE
             )
             for event in found:
-                await conn.sock.send_text(encode_event(event))
+                await conn.sock.send(encode_event(event))
                 conn.sent = event.pos
                 if conn.pushed_before_first_frame is not None:
                     conn.pushed_before_first_frame.add(event.stream_id)
@@ -273,27 +316,48 @@ class Gateway:
         # Every socket learns where it stands, so even one dropped before its first event resumes.
         conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
 
-    async def _receive(
-        self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]]
-    ) -> None:
+    @staticmethod
+    async def _receive(sock: RawSocket, on_message: Callable[[str], None]) -> None:
         try:
             while True:
-                frame = _parse(await conn.sock.receive_text())
-                early = conn.pushed_before_first_frame
-                conn.pushed_before_first_frame = None
-                if early is not None and isinstance(frame, dict) and frame.get("type") == "resume":
-                    await self._late_resume(conn, frame, early)
-                    continue
-                self._dispatch(conn, principal, frame, tasks)
+                on_message(await sock.receive_text())
         except Disconnected:
             return
 
-    async def _late_resume(self, conn: SocketConnection, frame: Frame, pushed: set[str]) -> None:
+    def _on_message(
+        self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]],
+        raw: str | bytes | memoryview,
+    ) -> None:  # fmt: skip
+        frame = _parse(raw)
+        if conn.held is not None:
+            conn.held.append(frame)
+            return
+        early = conn.pushed_before_first_frame
+        conn.pushed_before_first_frame = None
+        if early is not None and isinstance(frame, dict) and frame.get("type") == "resume":
+            conn.held = []
+            self._spawn(tasks, self._late_resume(conn, principal, tasks, frame, early))
+            return
+        self._dispatch(conn, principal, frame, tasks)
+
+    async def _late_resume(
+        self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]],
+        frame: Frame, pushed: set[str],
+    ) -> None:  # fmt: skip
         """A resume frame that arrived after the socket went live (a slow first round trip).
 
         What came after the accept was pushed already; replay what came between the token
         and the accept — unless a stream got both, where the replay would come out of order.
+        Frames sent after the resume wait for it.
         """
+        try:
+            await self._replay_missed(conn, frame, pushed)
+        finally:
+            held, conn.held = conn.held or [], None
+        for later in held:
+            self._dispatch(conn, principal, later, tasks)
+
+    async def _replay_missed(self, conn: SocketConnection, frame: Frame, pushed: set[str]) -> None:
         try:
             since = decode_sync_token(frame.get("since"))
         except ApiError as exc:
@@ -318,7 +382,7 @@ class Gateway:
             conn.send_frame(_error_frame(None, ApiError("conflict", message)))
         else:
             for event in missed:
-                await conn.sock.send_text(encode_event(event))
+                await conn.sock.send(encode_event(event))
         await self._catch_up(conn)
 
     def _dispatch(
@@ -326,7 +390,7 @@ class Gateway:
         tasks: set[asyncio.Task[Any]],
     ) -> None:  # fmt: skip
         if not isinstance(frame, dict):
-            message = "frame is not JSON" if isinstance(frame, str) else "frame must be an object"
+            message = "frame is not JSON" if frame is NOT_JSON else "frame must be an object"
             conn.send_frame(_error_frame(None, ApiError("bad_request", message)))
             return
         kind = frame.get("type")

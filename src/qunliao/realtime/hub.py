@@ -44,17 +44,18 @@ class Connection(Protocol):
     cursor: int
     live: bool
 
-    def push(self, pos: int, text: str, stream_id: str) -> None: ...
+    def push(self, pos: int, data: bytes, stream_id: str) -> None: ...
 
-    def push_state(self, text: str) -> None: ...
+    def push_state(self, data: bytes) -> None: ...
 
     def close_soon(self, code: int, reason: str) -> None: ...
 
 
-def encode_event(event: StoredEvent) -> str:
+def encode_event(event: StoredEvent) -> bytes:
+    """The frame for one event, encoded once and written as it is to every socket."""
     payload = event.to_json()
     payload["token"] = encode_sync_token(event.pos)
-    return orjson.dumps(payload).decode()
+    return orjson.dumps(payload)
 
 
 class Hub:
@@ -260,16 +261,16 @@ class Hub:
         if event.type in MEMBERSHIP_TYPES:
             self._visibility.pop(event.stream_id, None)
         visibility = await self._members(event.stream_id)
-        text: str | None = None
+        data: bytes | None = None
         seq = event.seq
         for user_id, conns in self._local_members(visibility):
             span = visibility[user_id]
             if seq < span[0] or (span[1] is not None and seq > span[1]):
                 continue
-            if text is None:
-                text = encode_event(event)
+            if data is None:
+                data = encode_event(event)
             for conn in list(conns):
-                conn.push(event.pos, text, event.stream_id)
+                conn.push(event.pos, data, event.stream_id)
                 self.delivered += 1
 
     def _local_members(self, visibility: Visibility) -> list[tuple[str, set[Connection]]]:
@@ -297,12 +298,12 @@ class Hub:
         if not self.connections:
             return
         visibility = await self._members(stream_id)
-        text = orjson.dumps(frame).decode()
+        data = orjson.dumps(frame)
         for user_id, conns in self._local_members(visibility):
             if visibility[user_id][1] is not None or user_id == exclude_user:
                 continue
             for conn in list(conns):
-                conn.push_state(text)
+                conn.push_state(data)
 
 
 def _contiguous(events: Sequence[StoredEvent]) -> bool:

@@ -1,0 +1,328 @@
+"""HTTP and the gateway's WebSocket on one port: picows for /api/v1/ws, uvicorn for the rest.
+
+uvicorn builds one `HttpOrWebSocket` per accepted connection. It reads the request line and
+hands the connection over for good: a WebSocket upgrade to the gateway path goes to picows
+(frames parsed and written in C, no Python per frame below the gateway), anything else to
+uvicorn's own httptools protocol and so to FastAPI. The gateway (its `endpoint`) comes from the
+lifespan state the app yields, so nothing here is global; until the app has started, every
+connection goes to uvicorn, whose WebSocket path reaches the same gateway more slowly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
+from urllib.parse import parse_qsl
+
+from picows import (
+    WSAutoPingStrategy,
+    WSCloseCode,
+    WSFrame,
+    WSListener,
+    WSMsgType,
+    WSTransport,
+    WSUpgradeRequest,
+)
+from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from qunliao.realtime.asgi_socket import Disconnected
+
+# The key of the lifespan state under which the app puts its `WebSocketRoute`.
+STATE_KEY = "qunliao.websocket"
+MAX_MESSAGE = 1 << 20  # as uvicorn's ws_max_size: a text frame is at most 16 KiB of JSON anyway
+READ_BUFFER = 2048  # grows when a frame needs more; small, since most sockets sit idle
+HANDSHAKE_TIMEOUT_S = 10.0
+REQUEST_LINE_MAX = 8192
+BIG_FRAME = 8192  # picows copies frames up to this size into its own write buffer
+FRAME_HEADER_ROOM = 14
+
+log = logging.getLogger(__name__)
+Handler = Callable[["GatewaySocket"], Coroutine[Any, Any, None]]
+
+
+class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """picows logs every connect and disconnect at INFO: keep warnings and errors only.
+
+    (An adapter rather than a Logger also stops picows making a child logger per socket.)
+    """
+
+    def isEnabledFor(self, level: int) -> bool:  # logging's name
+        return level >= logging.WARNING and self.logger.isEnabledFor(level)
+
+
+_picows_log = _PicowsLog(logging.getLogger("qunliao.websocket"), {})
+
+
+class WebSocketRoute:
+    """What the app puts into the lifespan state: the gateway path and its handler."""
+
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.request_prefix = b"GET " + path.encode("ascii")
+        self.handler = handler
+
+
+class HttpOrWebSocket(asyncio.Protocol):
+    """uvicorn's `http` protocol class: decides on the first bytes, then steps aside."""
+
+    def __init__(
+        self,
+        config: Any,
+        server_state: Any,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self._config = config
+        self._server_state = server_state
+        self._app_state = app_state
+        self._loop = _loop or asyncio.get_event_loop()
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
+        # A client that connects and says nothing is dropped as uvicorn would (keep-alive).
+        self._timer = self._loop.call_later(self._config.timeout_keep_alive, self._transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if b"\r\n" not in self._head and len(self._head) < REQUEST_LINE_MAX:
+            return  # the request line has not arrived yet
+        assert self._transport is not None
+        route = self._app_state.get(STATE_KEY)
+        if isinstance(route, WebSocketRoute) and _is_upgrade_to(self._head, route.request_prefix):
+            self._hand_to_picows(route)
+        else:
+            self._hand_to_uvicorn()
+
+    def eof_received(self) -> bool:
+        return False  # closes the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_timer()
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _hand_to_uvicorn(self) -> None:
+        transport, head = self._take()
+        protocol = HttpToolsProtocol(
+            config=self._config,
+            server_state=self._server_state,
+            app_state=self._app_state,
+            _loop=self._loop,
+        )
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        protocol.data_received(head)
+
+    def _hand_to_picows(self, route: WebSocketRoute) -> None:
+        transport, head = self._take()
+        peer = transport.get_extra_info("peername")
+        host = str(peer[0]) if peer else "?"
+
+        def listener(request: WSUpgradeRequest) -> GatewaySocket:
+            return GatewaySocket(request, host, route.handler)
+
+        protocol = WSProtocol(
+            None, None, False, listener, _picows_log,
+            True,  # disconnect when a callback raises
+            HANDSHAKE_TIMEOUT_S,
+            False, 20, 20, WSAutoPingStrategy.PING_WHEN_IDLE,  # no pings of ours: clients ping
+            True,  # answer pings
+            MAX_MESSAGE, None, READ_BUFFER,
+        )  # fmt: skip
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        view = head
+        while view:
+            buffer = protocol.get_buffer(len(view))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            protocol.buffer_updated(n)
+            view = view[n:]
+
+    def _take(self) -> tuple[asyncio.Transport, bytes]:
+        self._stop_timer()
+        assert self._transport is not None
+        transport, head = self._transport, self._head
+        self._transport, self._head = None, b""
+        return transport, head
+
+
+def _is_upgrade_to(head: bytes, prefix: bytes) -> bool:
+    if not head.startswith(prefix):
+        return False
+    after = head[len(prefix) : len(prefix) + 1]
+    return after in (b" ", b"?")
+
+
+class GatewaySocket(WSListener):
+    """One picows connection as the gateway sees it.
+
+    Writes are synchronous (picows copies the frame into the transport's buffer), so the
+    gateway writes without a writer task while the kernel keeps up. Incoming frames are
+    queued until the gateway takes over with `listen`, then handed to it as they arrive.
+    """
+
+    direct = True
+
+    def __init__(
+        self,
+        request: WSUpgradeRequest,
+        client_host: str,
+        handler: Handler,
+    ) -> None:
+        super().__init__()
+        authorization = request.headers.get("authorization")
+        # Only what the gateway reads is kept: most sockets sit idle for hours.
+        self.headers: dict[str, str] = {"authorization": authorization} if authorization else {}
+        path = request.path
+        _, _, query = path.partition(b"?")
+        self.query: dict[str, str] = dict(parse_qsl(query.decode("latin-1"))) if query else {}
+        self.client_host = client_host
+        self.open = False
+        self.closed = False
+        self.writable = True
+        self.on_writable: Callable[[], None] | None = None
+        self._handler: Handler | None = handler
+        self._transport: WSTransport | None = None
+        self._inbox: deque[bytes] | None = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_message: Callable[[bytes | memoryview], None] | None = None
+        self._gone: asyncio.Future[None] | None = None
+        self._resumed: asyncio.Future[None] | None = None
+        self._fragments: bytearray | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ picows callbacks
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self._transport = transport
+        handler, self._handler = self._handler, None
+        assert handler is not None
+        self._task = asyncio.get_running_loop().create_task(handler(self))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
+            if not frame.fin:
+                self._fragments = bytearray(frame.get_payload_as_memoryview())
+                return
+            self._message(frame.get_payload_as_memoryview())
+        elif kind == WSMsgType.CONTINUATION:
+            if self._fragments is None:
+                return
+            self._fragments += frame.get_payload_as_memoryview()
+            if len(self._fragments) > MAX_MESSAGE:
+                self._fragments = None
+                self._close_now(1009, "message too big")
+            elif frame.fin:
+                whole, self._fragments = bytes(self._fragments), None
+                self._message(whole)
+        elif kind == WSMsgType.CLOSE:
+            self._close_now(1000, "")
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        self._wake()
+        if self._gone is not None and not self._gone.done():
+            self._gone.set_result(None)
+
+    def pause_writing(self) -> None:
+        self.writable = False
+
+    def resume_writing(self) -> None:
+        self.writable = True
+        self._wake_writer()
+        if self.on_writable is not None:
+            self.on_writable()
+
+    # ------------------------------------------------------------ what the gateway calls
+
+    async def accept(self) -> None:
+        self.open = True  # picows answered the upgrade before the gateway was called
+
+    async def receive_text(self) -> bytes:
+        """The next message (the gateway reads its first frame this way, with a timeout)."""
+        while True:
+            if self._inbox:
+                return self._inbox.popleft()
+            if self.closed or self._inbox is None:
+                raise Disconnected()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def listen(self, on_message: Callable[[bytes | memoryview], None]) -> asyncio.Future[None]:
+        """From now on hand each message to `on_message`; the future is done at disconnect."""
+        self._gone = asyncio.get_running_loop().create_future()
+        queued, self._inbox = self._inbox or deque(), None
+        self._on_message = on_message
+        for message in queued:
+            on_message(message)
+        if self.closed:
+            self._gone.set_result(None)
+        return self._gone
+
+    def write(self, data: bytes) -> None:
+        if self.closed or self._transport is None:
+            raise Disconnected()
+        if len(data) > BIG_FRAME:
+            # picows hands a long frame's header to the transport as a view of a buffer it
+            # reuses, which a paused transport keeps: build the frame in a buffer of our own.
+            frame = bytearray(FRAME_HEADER_ROOM)
+            frame += data
+            self._transport.send_reuse_external_bytearray(WSMsgType.TEXT, frame, FRAME_HEADER_ROOM)
+        else:
+            self._transport.send(WSMsgType.TEXT, data)
+
+    async def send(self, data: bytes) -> None:
+        """Write, first waiting while the transport is paused (catch-up of thousands)."""
+        while not self.writable and not self.closed:
+            self._resumed = asyncio.get_running_loop().create_future()
+            try:
+                await self._resumed
+            finally:
+                self._resumed = None
+        self.write(data)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self._close_now(code, reason)
+
+    # ------------------------------------------------------------ inside
+
+    def _message(self, payload: bytes | memoryview) -> None:
+        if self._on_message is not None:
+            self._on_message(payload)  # parsed before picows reuses its buffer
+            return
+        if self._inbox is not None:
+            self._inbox.append(bytes(payload))
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._resumed is not None and not self._resumed.done():
+            self._resumed.set_result(None)
+
+    def _close_now(self, code: int, reason: str) -> None:
+        transport = self._transport
+        was_closed, self.closed = self.closed, True
+        self._wake()
+        if transport is None or was_closed:
+            return
+        transport.send_close(WSCloseCode(code), reason.encode()[:120])
+        transport.disconnect()
