@@ -411,6 +411,22 @@ async def run_receiver(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, A
         if payload.startswith(b'{"type":"message"') or b'"type":"message"' in payload[:60]:
             on_payload(payload)
 
+    def raw_reader() -> Callable[[bytes], None]:
+        """Stamps straight from the byte stream; a stamp cut by a read waits for the rest."""
+        carry = [b""]
+
+        def on_raw(chunk: bytes) -> None:
+            data = carry[0] + chunk if carry[0] else chunk
+            cut = data.rfind(b"T")
+            if cut >= 0 and len(data) - cut < 24:
+                carry[0] = data[cut:]
+                data = data[:cut]
+            else:
+                carry[0] = b""
+            on_payload(data)
+
+        return on_raw
+
     tasks: list[asyncio.Task[Any]] = []
     closers: list[Callable[[], None]] = []
     sem = asyncio.Semaphore(64)
@@ -466,7 +482,10 @@ async def run_receiver(spec: dict[str, Any], ready: Any, go: Any) -> dict[str, A
         async with sem:
             if proto == "qunliao-ws":
                 ws = await clients.ws_connect(
-                    host, port, f"/api/v1/ws?access_token={target['token']}", on_ws_frame
+                    host,
+                    port,
+                    f"/api/v1/ws?access_token={target['token']}",
+                    on_raw=raw_reader(),
                 )
                 closers.append(ws.close)
             elif proto == "xmpp":

@@ -185,7 +185,6 @@ def build_services(
             read=messages.do_read_frame,
             typing=messages.do_typing_frame,
             events_for_user=sync.events_for_user,
-            max_position=sync.max_position,
         ),
         queue_limit=settings.ws_queue_limit,
         max_connections=settings.max_connections,

@@ -96,6 +96,34 @@ async def test_group_commit_dedupes_and_detects_conflicts(migrated_url: str) -> 
         await db.close()
 
 
+async def test_a_repeat_inside_a_batch_of_fresh_sends_costs_nothing_twice(
+    migrated_url: str,
+) -> None:
+    """The batch is written without looking txn ids up; a repeat makes it go again, looking."""
+    db = Database(migrated_url)
+    await db.start()
+    committed: list[spine.StoredEvent] = []
+    writer = MessageWriter(db, FakeClock(), committed.extend)
+    writer.start()
+    try:
+        await _stream(db, "c_a", ["u1"])
+        first = await writer.submit(_message("c_a", "原文", txn="t1"))
+        outcomes = await asyncio.gather(
+            *(writer.submit(_message("c_a", f"新{i}", txn=f"n{i}")) for i in range(20)),
+            writer.submit(_message("c_a", "原文", txn="t1")),
+            *(writer.submit(_message("c_a", f"后{i}", txn=f"m{i}")) for i in range(20)),
+        )
+        repeat = outcomes[20]
+        assert repeat.duplicate and repeat.event.message_id == first.event.message_id
+        fresh = [o for o in outcomes if not o.duplicate]
+        assert len(fresh) == 40
+        assert [o.event.seq for o in fresh] == list(range(2, 42))  # no gap left by the retry
+        assert len(committed) == 41
+    finally:
+        await writer.stop()
+        await db.close()
+
+
 async def test_visibility_follows_membership(migrated_url: str) -> None:
     db = Database(migrated_url)
     await db.start()

@@ -78,7 +78,7 @@ class WebSocketFastPath:
 
     def __init__(
         self, app: Callable[[Scope, Receive, Send], Awaitable[None]], path: str,
-        handler: Callable[[RawSocket], Awaitable[None]],
+        handler: Callable[[RawSocket], Awaitable[object]],
     ) -> None:  # fmt: skip
         self._app = app
         self._path = path

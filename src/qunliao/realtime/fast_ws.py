@@ -37,11 +37,10 @@ MAX_MESSAGE = 1 << 20  # as uvicorn's ws_max_size: a text frame is at most 16 Ki
 READ_BUFFER = 2048  # grows when a frame needs more; small, since most sockets sit idle
 HANDSHAKE_TIMEOUT_S = 10.0
 REQUEST_LINE_MAX = 8192
-BIG_FRAME = 8192  # picows copies frames up to this size into its own write buffer
-FRAME_HEADER_ROOM = 14
 
 log = logging.getLogger(__name__)
-Handler = Callable[["GatewaySocket"], Coroutine[Any, Any, None]]
+# The gateway's endpoint: True when it left the socket open, driven by callbacks.
+Handler = Callable[["GatewaySocket"], Coroutine[Any, Any, bool]]
 
 
 class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -64,6 +63,35 @@ class WebSocketRoute:
         self.path = path
         self.request_prefix = b"GET " + path.encode("ascii")
         self.handler = handler
+        self.writes = WriteCoalescer()
+
+
+class WriteCoalescer:
+    """Collects the sockets written to during one turn of the event loop and flushes each
+    once at its end: a commit batch acks dozens of sends per socket, and a fan-out pushes
+    several events to each member, so writes are gathered instead of sent one by one."""
+
+    def __init__(self) -> None:
+        self._dirty: list[GatewaySocket] = []
+
+    def mark(self, sock: GatewaySocket) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._dirty.append(sock)
+
+    def _flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for sock in dirty:
+            sock.flush()
+
+
+def _text_header(size: int) -> bytes:
+    """RFC 6455 header of a final, unmasked text frame (server to client)."""
+    if size < 126:
+        return bytes((0x81, size))
+    if size < 1 << 16:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big")
+    return bytes((0x81, 127)) + size.to_bytes(8, "big")
 
 
 class HttpOrWebSocket(asyncio.Protocol):
@@ -129,7 +157,7 @@ class HttpOrWebSocket(asyncio.Protocol):
         host = str(peer[0]) if peer else "?"
 
         def listener(request: WSUpgradeRequest) -> GatewaySocket:
-            return GatewaySocket(request, host, route.handler)
+            return GatewaySocket(request, host, route.handler, route.writes)
 
         protocol = WSProtocol(
             None, None, False, listener, _picows_log,
@@ -167,9 +195,9 @@ def _is_upgrade_to(head: bytes, prefix: bytes) -> bool:
 class GatewaySocket(WSListener):
     """One picows connection as the gateway sees it.
 
-    Writes are synchronous (picows copies the frame into the transport's buffer), so the
-    gateway writes without a writer task while the kernel keeps up. Incoming frames are
-    queued until the gateway takes over with `listen`, then handed to it as they arrive.
+    Writes are synchronous and gathered per loop turn (`WriteCoalescer`), so the gateway
+    writes without a writer task while the kernel keeps up. Incoming frames (parsed by picows)
+    are queued until the gateway takes over with `listen`, then handed to it as they arrive.
     """
 
     direct = True
@@ -179,6 +207,7 @@ class GatewaySocket(WSListener):
         request: WSUpgradeRequest,
         client_host: str,
         handler: Handler,
+        writes: WriteCoalescer,
     ) -> None:
         super().__init__()
         authorization = request.headers.get("authorization")
@@ -194,21 +223,36 @@ class GatewaySocket(WSListener):
         self.on_writable: Callable[[], None] | None = None
         self._handler: Handler | None = handler
         self._transport: WSTransport | None = None
+        self._raw: asyncio.Transport | None = None
+        self._writes = writes
+        self._out: list[bytes] = []
         self._inbox: deque[bytes] | None = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._on_message: Callable[[bytes | memoryview], None] | None = None
         self._gone: asyncio.Future[None] | None = None
         self._resumed: asyncio.Future[None] | None = None
         self._fragments: bytearray | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[bool] | None = None
 
     # ------------------------------------------------------------ picows callbacks
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport
+        self._raw = transport.underlying_transport
         handler, self._handler = self._handler, None
         assert handler is not None
         self._task = asyncio.get_running_loop().create_task(handler(self))
+        self._task.add_done_callback(self._handler_done)
+
+    def _handler_done(self, task: asyncio.Task[bool]) -> None:
+        self._task = None  # an idle socket keeps no task
+        if task.cancelled():
+            self.close_now(1012, "server restarting; reconnect")
+        elif (error := task.exception()) is not None:
+            log.error("websocket handler failed", exc_info=error)
+            self.close_now(1011, "internal error")
+        elif not task.result():
+            self.close_now(1000, "")
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         kind = frame.msg_type
@@ -223,15 +267,16 @@ class GatewaySocket(WSListener):
             self._fragments += frame.get_payload_as_memoryview()
             if len(self._fragments) > MAX_MESSAGE:
                 self._fragments = None
-                self._close_now(1009, "message too big")
+                self.close_now(1009, "message too big")
             elif frame.fin:
                 whole, self._fragments = bytes(self._fragments), None
                 self._message(whole)
         elif kind == WSMsgType.CLOSE:
-            self._close_now(1000, "")
+            self.close_now(1000, "")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
+        self._out = []
         self._wake()
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
@@ -275,16 +320,23 @@ class GatewaySocket(WSListener):
         return self._gone
 
     def write(self, data: bytes) -> None:
+        """Queue one text frame (`data` is its UTF-8); written out at the end of this turn."""
         if self.closed or self._transport is None:
             raise Disconnected()
-        if len(data) > BIG_FRAME:
-            # picows hands a long frame's header to the transport as a view of a buffer it
-            # reuses, which a paused transport keeps: build the frame in a buffer of our own.
-            frame = bytearray(FRAME_HEADER_ROOM)
-            frame += data
-            self._transport.send_reuse_external_bytearray(WSMsgType.TEXT, frame, FRAME_HEADER_ROOM)
-        else:
-            self._transport.send(WSMsgType.TEXT, data)
+        if not self._out:
+            self._writes.mark(self)
+        self._out.append(data)
+
+    def flush(self) -> None:
+        """Write the frames queued this turn in one go: one system call instead of one each."""
+        frames, self._out = self._out, []
+        if not frames or self._raw is None or self._raw.is_closing():
+            return
+        parts: list[bytes] = []
+        for data in frames:
+            parts.append(_text_header(len(data)))
+            parts.append(data)
+        self._raw.write(b"".join(parts))
 
     async def send(self, data: bytes) -> None:
         """Write, first waiting while the transport is paused (catch-up of thousands)."""
@@ -297,7 +349,7 @@ class GatewaySocket(WSListener):
         self.write(data)
 
     async def close(self, code: int, reason: str = "") -> None:
-        self._close_now(code, reason)
+        self.close_now(code, reason)
 
     # ------------------------------------------------------------ inside
 
@@ -318,11 +370,12 @@ class GatewaySocket(WSListener):
         if self._resumed is not None and not self._resumed.done():
             self._resumed.set_result(None)
 
-    def _close_now(self, code: int, reason: str) -> None:
+    def close_now(self, code: int, reason: str) -> None:
         transport = self._transport
         was_closed, self.closed = self.closed, True
         self._wake()
         if transport is None or was_closed:
             return
+        self.flush()  # what was written goes out before the close frame
         transport.send_close(WSCloseCode(code), reason.encode()[:120])
         transport.disconnect()

@@ -45,7 +45,6 @@ class GatewayHandlers:
     read: Callable[[Principal, Frame], Awaitable[None]]
     typing: Callable[[Principal, Frame], Awaitable[None]]
     events_for_user: Callable[[str, int, int], Awaitable[tuple[list[StoredEvent], int]]]
-    max_position: Callable[[], Awaitable[int]]
 
 
 class SocketConnection:
@@ -68,7 +67,11 @@ class SocketConnection:
         # Streams pushed to before the client's first frame (None once it came): a late
         # resume frame may replay what came before the accept only where it cannot reorder.
         self.pushed_before_first_frame: set[str] | None = set()
-        self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue(queue_limit)
+        self._queue_limit = queue_limit
+        # A direct socket makes its queue only once its transport first pauses.
+        self._queue: asyncio.Queue[tuple[int, bytes]] | None = (
+            None if self.direct else asyncio.Queue(queue_limit)
+        )
         self.closing: tuple[int, str] | None = None
         self.ended = False  # closed by us (revoked, too slow, shutdown) or the writer failed
         self.receiver: asyncio.Future[None] | None = None
@@ -96,7 +99,8 @@ class SocketConnection:
         if self.closing is not None:
             return
         sock = self.sock
-        if isinstance(sock, GatewaySocket) and sock.writable and self._queue.empty():
+        queue = self._queue
+        if isinstance(sock, GatewaySocket) and sock.writable and (queue is None or queue.empty()):
             try:
                 sock.write(data)
             except Disconnected:
@@ -105,8 +109,10 @@ class SocketConnection:
             if pos:
                 self.sent = pos
             return
+        if queue is None:
+            queue = self._queue = asyncio.Queue(self._queue_limit)
         try:
-            self._queue.put_nowait((pos, data))
+            queue.put_nowait((pos, data))
         except asyncio.QueueFull:
             # A stalled reader: drop it with a way back instead of growing memory. What is
             # still queued is dropped too, so it resumes after the last event actually sent.
@@ -118,11 +124,13 @@ class SocketConnection:
             self._end()
 
     async def writer(self) -> None:
+        queue = self._queue
+        assert queue is not None  # made up front for ASGI sockets
         try:
             while True:
-                pos, data = await self._queue.get()
+                pos, data = await queue.get()
                 await self.sock.send(data)
-                self._queue.task_done()
+                queue.task_done()
                 if pos:
                     self.sent = pos
         except Disconnected:
@@ -130,21 +138,23 @@ class SocketConnection:
 
     def _flush(self) -> None:
         """A direct socket's transport took writes again: send what queued meanwhile."""
-        sock = self.sock
+        sock, queue = self.sock, self._queue
         assert isinstance(sock, GatewaySocket)
-        while sock.writable and not self._queue.empty():
-            pos, data = self._queue.get_nowait()
+        while queue is not None and sock.writable and not queue.empty():
+            pos, data = queue.get_nowait()
             try:
                 sock.write(data)
             except Disconnected:
                 self._end()
                 return
-            self._queue.task_done()
+            queue.task_done()
             if pos:
                 self.sent = pos
 
     async def drain(self, timeout_s: float) -> None:
         """Wait until everything queued is written (so direct sends cannot overtake it)."""
+        if self._queue is None:
+            return
         try:
             await asyncio.wait_for(self._queue.join(), timeout_s)
         except TimeoutError:
@@ -208,7 +218,8 @@ class Gateway:
         for conn in list(self._connections):
             conn.close_soon(code, reason)
 
-    async def endpoint(self, sock: Socket) -> None:
+    async def endpoint(self, sock: Socket) -> bool:
+        """Serve a socket; True when it is still open and driven by callbacks from now on."""
         ip = sock.client_host
         if len(self._connections) >= self._max_connections or (
             self._per_ip.get(ip, 0) >= self._max_per_ip
@@ -217,38 +228,50 @@ class Gateway:
             with contextlib.suppress(Disconnected):
                 await sock.accept()
                 await sock.close(1013, "too many connections; try again later")
-            return
+            return False
         self._per_ip[ip] = self._per_ip.get(ip, 0) + 1
+        left = partial(self._left, ip)
+        detached = False
         try:
-            await self._serve(sock)
+            detached = await self._serve(sock, left)
         except Disconnected:
             pass
         finally:
-            left = self._per_ip.pop(ip, 1) - 1
-            if left > 0:
-                self._per_ip[ip] = left
+            if not detached:
+                left()
+        return detached
 
-    async def _serve(self, sock: Socket) -> None:
+    def _left(self, ip: str) -> None:
+        left = self._per_ip.pop(ip, 1) - 1
+        if left > 0:
+            self._per_ip[ip] = left
+
+    async def _serve(self, sock: Socket, on_end: Callable[[], None]) -> bool:
+        """Serve one socket. True when it went live on callbacks (a picows socket): then the
+        task ends here and `on_end` runs when the socket does, so an idle socket costs no task.
+        """
         token = _token_from(sock)
         principal = await self._handlers.authenticate(token) if token else None
         # Accept, then close: a refused handshake reaches most clients as a bare 403.
         await sock.accept()
         if principal is None:
             await sock.close(4401, "invalid or revoked token")
-            return
+            return False
         since_param = sock.query.get("since")
         try:
             since = decode_sync_token(since_param) if since_param is not None else None
         except ApiError:
             await sock.close(4400, "invalid since token")
-            return
+            return False
         conn = SocketConnection(sock, principal, self._queue_limit)
-        conn.cursor = conn.sent = conn.started_at = await self._handlers.max_position()
+        # Where the hub is: what it has not delivered yet it will push to this socket.
+        conn.cursor = conn.sent = conn.started_at = self._hub.pos
         self._connections.add(conn)
         self._hub.register(conn)
         tasks: set[asyncio.Task[Any]] = set()
         writer = None if conn.direct else asyncio.create_task(conn.writer())
         receiver: asyncio.Future[None] | None = None
+        detached = False
         try:
             pending: list[Any] = []
             if since is None:
@@ -270,10 +293,14 @@ class Gateway:
                 self._dispatch(conn, principal, frame, tasks)
             on_message = partial(self._on_message, conn, principal, tasks)
             if isinstance(sock, GatewaySocket):
-                receiver = sock.listen(on_message)  # frames arrive as callbacks: no task
+                receiver = conn.receiver = sock.listen(on_message)  # frames come as callbacks
+                if not conn.ended and not receiver.done():
+                    finish = partial(self._finish, conn, None, tasks, on_end)
+                    receiver.add_done_callback(lambda _f: finish())
+                    detached = True
+                    return True
             else:
-                receiver = asyncio.create_task(self._receive(sock, on_message))
-            conn.receiver = receiver
+                receiver = conn.receiver = asyncio.create_task(self._receive(sock, on_message))
             if conn.ended:
                 receiver.cancel()
             try:
@@ -281,14 +308,27 @@ class Gateway:
             except asyncio.CancelledError:
                 if not conn.ended:
                     raise  # the endpoint itself is being cancelled
+            return False
         finally:
-            self._hub.unregister(conn)
-            self._connections.discard(conn)
-            for task in (writer, receiver, *tasks):
-                if task is not None:
-                    task.cancel()
-            if conn.closing is not None:
-                await sock.close(*conn.closing)
+            if not detached:
+                self._finish(conn, writer, tasks, None)
+                if conn.closing is not None and not isinstance(sock, GatewaySocket):
+                    await sock.close(*conn.closing)
+
+    def _finish(
+        self, conn: SocketConnection, writer: asyncio.Task[None] | None,
+        tasks: set[asyncio.Task[Any]], on_end: Callable[[], None] | None,
+    ) -> None:  # fmt: skip
+        self._hub.unregister(conn)
+        self._connections.discard(conn)
+        for task in (writer, conn.receiver, *tasks):
+            if task is not None:
+                task.cancel()
+        if isinstance(conn.sock, GatewaySocket):
+            code, reason = conn.closing or (1000, "")
+            conn.sock.close_now(code, reason)
+        if on_end is not None:
+            on_end()
 
     async def _first_frame(self, sock: Socket) -> Any:
         try:
@@ -299,6 +339,9 @@ class Gateway:
     async def _catch_up(self, conn: SocketConnection) -> None:
         """Send what the client missed straight from storage, then switch to live pushes."""
         while True:
+            if conn.cursor >= self._hub.pos:
+                conn.live = True  # nothing missed that the hub will not push: no query
+                break
             found, upto = await self._handlers.events_for_user(
                 conn.user_id, conn.cursor, CATCH_UP_PAGE
             )

@@ -79,19 +79,35 @@ class _Row:
 def _sqlite_batch(
     conn: sqlite3.Connection, events: Sequence[spine.NewEvent], now_ms: int
 ) -> BatchResult:
-    """Runs in the connection's own thread: the whole batch, one transaction."""
+    """Runs in the connection's own thread: the whole batch, one transaction.
+
+    Optimistic first: a retried send is rare, so the batch is inserted without looking its
+    transaction ids up, and the unique index on (device, txn id) catches a repeat. Then the
+    transaction is rolled back and the batch goes again, looking every id up.
+    """
+    try:
+        return _sqlite_batch_once(conn, events, now_ms, look_up=False)
+    except sqlite3.IntegrityError as exc:
+        if "client_txn_id" not in str(exc):
+            raise
+    return _sqlite_batch_once(conn, events, now_ms, look_up=True)
+
+
+def _sqlite_batch_once(
+    conn: sqlite3.Connection, events: Sequence[spine.NewEvent], now_ms: int, *, look_up: bool
+) -> BatchResult:
     conn.execute("BEGIN IMMEDIATE")
     try:
         pos = conn.execute("SELECT pos FROM stream_position WHERE id = 1").fetchone()[0]
-        keys = list({k for k in map(txn_key, events) if k is not None})
         existing: dict[TxnKey, spine.StoredEvent] = {}
-        # One index probe per key: a row-value IN makes SQLite scan the table, and two IN
-        # lists would probe every device × txn combination.
-        lookup = f"SELECT {_COLUMNS} FROM events WHERE device_id = ? AND client_txn_id = ?"
-        for key in keys:
-            row = conn.execute(lookup, key).fetchone()
-            if row is not None:
-                existing[key] = _event(row)
+        if look_up:
+            # One index probe per key: a row-value IN makes SQLite scan the table, and two IN
+            # lists would probe every device × txn combination.
+            lookup = f"SELECT {_COLUMNS} FROM events WHERE device_id = ? AND client_txn_id = ?"
+            for key in {k for k in map(txn_key, events) if k is not None}:
+                row = conn.execute(lookup, key).fetchone()
+                if row is not None:
+                    existing[key] = _event(row)
         fresh = select_fresh(events, existing)
         new = [events[i] for i in fresh]
         stored: list[spine.StoredEvent] = []

@@ -47,7 +47,7 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     if msg_type != "text":
         raise bad_request("msg_type must be 'text'")
     body = frame.get("body")
-    if not isinstance(body, dict) or set(body) != {"text"} or not isinstance(body["text"], str):
+    if not isinstance(body, dict) or len(body) != 1 or not isinstance(body.get("text"), str):
         raise bad_request('a text message has body {"text": string}')
     text: str = body["text"]
     try:
@@ -56,12 +56,14 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
         raise bad_request("text must be valid Unicode (no lone surrogates)") from exc
     if size > MAX_TEXT_BYTES:
         raise ApiError("too_large", f"text is longer than {MAX_TEXT_BYTES} bytes of UTF-8")
-    if not text.strip():
+    if not text or text.isspace():
         raise bad_request("text must not be empty")
     reply_to = frame.get("reply_to")
     if reply_to is not None and (not isinstance(reply_to, str) or len(reply_to) > 40):
         raise bad_request("reply_to must be a message id")
-    mentions = frame.get("mentions") or []
+    mentions = frame.get("mentions")
+    if not mentions:
+        return SendRequest(conversation_id, txn, msg_type, {"text": text}, reply_to, ())
     if mentions == "all":
         mentions = ["all"]
     if (
@@ -79,8 +81,10 @@ def _direct_peer(caller: Principal, access: Access) -> str | None:
     """The other user of a direct conversation (None for groups and notes to self)."""
     if access.conversation["kind"] != "direct":
         return None
-    return next((u for u in str(access.conversation["direct_key"]).split("|")
-                 if u != caller.user_id), None)  # fmt: skip
+    first, _, second = str(access.conversation["direct_key"]).partition("|")
+    if not second:
+        return None  # notes to self: the key is the one user
+    return second if first == caller.user_id else first
 
 
 def _result(event: spine.StoredEvent) -> dict[str, Any]:
@@ -148,7 +152,9 @@ class MessageService:
         Returns the pending commit, or None when a check needs storage (use do_send then).
         """
         request = check_send(frame)
-        if request.reply_to is not None or any(m != "all" for m in request.mentions):
+        if request.reply_to is not None or (
+            request.mentions and any(m != "all" for m in request.mentions)
+        ):
             return None  # checked against storage by do_send
         access = self._conversations.cached_access(caller, request.conversation_id)
         if access is None:
