@@ -189,6 +189,7 @@ def build_services(
         queue_limit=settings.ws_queue_limit,
         max_connections=settings.max_connections,
         max_per_ip=settings.max_connections_per_ip,
+        ping_interval_s=settings.ws_ping_interval_s,
     )
     _register_readings(metrics, hub, writer, gateway)
     return Services(
@@ -234,6 +235,7 @@ def create_app(
         await svc.db.start()
         await svc.hub.start()
         svc.writer.start()
+        svc.gateway.start()
         log.info(
             "qunliao %s serving on %s (bus %s)",
             __version__,
@@ -245,6 +247,7 @@ def create_app(
             yield {STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint)}
         finally:
             svc.gateway.close_all()
+            await svc.gateway.stop()
             await svc.writer.stop()
             await svc.hub.stop()
             await svc.db.close()

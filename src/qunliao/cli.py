@@ -94,6 +94,8 @@ def serve(
         log_config=None,  # ours (text or JSON), set up in every worker by app_factory
         ws_max_size=1 << 20,
         ws_per_message_deflate=False,  # compression costs more CPU than chat frames save
+        ws_ping_interval=settings.ws_ping_interval_s,  # the uvicorn engine pings on its own
+        ws_ping_timeout=settings.ws_ping_interval_s,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         access_log=False,
         proxy_headers=False,

@@ -32,6 +32,7 @@ class Settings(BaseModel):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     poll_interval_ms: int = Field(1000, ge=10, le=60_000)
     ws_queue_limit: int = Field(4096, ge=16)
+    ws_ping_interval_s: float = Field(20.0, gt=0, le=3600)
     max_connections: int = Field(20_000, ge=1)
     max_connections_per_ip: int = Field(1_000, ge=1)
     shutdown_timeout_s: float = Field(10.0, ge=0)

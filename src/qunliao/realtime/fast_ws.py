@@ -37,6 +37,9 @@ MAX_MESSAGE = 1 << 20  # as uvicorn's ws_max_size: a text frame is at most 16 Ki
 READ_BUFFER = 2048  # grows when a frame needs more; small, since most sockets sit idle
 HANDSHAKE_TIMEOUT_S = 10.0
 REQUEST_LINE_MAX = 8192
+HEADERS_MAX = 16384  # picows' own limit for a request head
+MAX_QUEUED_MESSAGES = 64  # read no further while this many wait for the gateway …
+MAX_QUEUED_BYTES = 1 << 20  # … or this many bytes
 
 log = logging.getLogger(__name__)
 # The gateway's endpoint: True when it left the socket open, driven by callbacks.
@@ -123,10 +126,20 @@ class HttpOrWebSocket(asyncio.Protocol):
             return  # the request line has not arrived yet
         assert self._transport is not None
         route = self._app_state.get(STATE_KEY)
-        if isinstance(route, WebSocketRoute) and _is_upgrade_to(self._head, route.request_prefix):
-            self._hand_to_picows(route)
-        else:
+        if not isinstance(route, WebSocketRoute) or not _is_request_to(
+            self._head, route.request_prefix
+        ):
             self._hand_to_uvicorn()
+            return
+        end = self._head.find(b"\r\n\r\n")
+        if end < 0 and len(self._head) < HEADERS_MAX:
+            return  # the gateway path: wait for the headers
+        upgrade = _websocket_upgrade(self._head[:end]) if end >= 0 else None
+        if upgrade is None:
+            self._hand_to_uvicorn()  # not an upgrade (or an odd one): uvicorn answers it
+        else:
+            self._head = upgrade + self._head[end:]
+            self._hand_to_picows(route)
 
     def eof_received(self) -> bool:
         return False  # closes the transport
@@ -156,8 +169,10 @@ class HttpOrWebSocket(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if peer else "?"
 
+        connections = self._server_state.connections
+
         def listener(request: WSUpgradeRequest) -> GatewaySocket:
-            return GatewaySocket(request, host, route.handler, route.writes)
+            return GatewaySocket(request, host, route.handler, route.writes, connections)
 
         protocol = WSProtocol(
             None, None, False, listener, _picows_log,
@@ -185,11 +200,32 @@ class HttpOrWebSocket(asyncio.Protocol):
         return transport, head
 
 
-def _is_upgrade_to(head: bytes, prefix: bytes) -> bool:
+def _is_request_to(head: bytes, prefix: bytes) -> bool:
     if not head.startswith(prefix):
         return False
     after = head[len(prefix) : len(prefix) + 1]
     return after in (b" ", b"?")
+
+
+def _websocket_upgrade(head: bytes) -> bytes | None:
+    """The request head as picows wants it, or None when it is no WebSocket upgrade.
+
+    Browsers may send `Connection: keep-alive, Upgrade` (Firefox); picows accepts only
+    `Connection: Upgrade`, so a token list naming `upgrade` is rewritten to that.
+    """
+    lines = head.split(b"\r\n")
+    upgrade = connection = False
+    for i, line in enumerate(lines[1:], start=1):
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        if name == b"upgrade":
+            upgrade = value.strip().lower() == b"websocket"
+        elif name == b"connection":
+            connection = b"upgrade" in (t.strip().lower() for t in value.split(b","))
+            lines[i] = b"Connection: Upgrade"
+    return b"\r\n".join(lines) if upgrade and connection else None
 
 
 class GatewaySocket(WSListener):
@@ -208,8 +244,16 @@ class GatewaySocket(WSListener):
         client_host: str,
         handler: Handler,
         writes: WriteCoalescer,
+        connections: set[Any] | None = None,
     ) -> None:
         super().__init__()
+        # uvicorn's set of open connections: on SIGTERM it calls `shutdown()` on each at once
+        # and waits for the set to empty.
+        self._connections = connections
+        self.heard = False  # a frame came since the last heartbeat look (see `probe`)
+        self._pinged = False
+        self._input_held = False
+        self._queued_bytes = 0
         authorization = request.headers.get("authorization")
         # Only what the gateway reads is kept: most sockets sit idle for hours.
         self.headers: dict[str, str] = {"authorization": authorization} if authorization else {}
@@ -239,6 +283,8 @@ class GatewaySocket(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self._transport = transport
         self._raw = transport.underlying_transport
+        if self._connections is not None:
+            self._connections.add(self)
         handler, self._handler = self._handler, None
         assert handler is not None
         self._task = asyncio.get_running_loop().create_task(handler(self))
@@ -255,14 +301,18 @@ class GatewaySocket(WSListener):
             self.close_now(1000, "")
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        self.heard = True
         kind = frame.msg_type
         if kind == WSMsgType.TEXT or kind == WSMsgType.BINARY:
-            if not frame.fin:
+            if self._fragments is not None:
+                self.close_now(1002, "a new message inside a fragmented one")
+            elif not frame.fin:
                 self._fragments = bytearray(frame.get_payload_as_memoryview())
-                return
-            self._message(frame.get_payload_as_memoryview())
+            else:
+                self._message(frame.get_payload_as_memoryview())
         elif kind == WSMsgType.CONTINUATION:
             if self._fragments is None:
+                self.close_now(1002, "continuation without a message")
                 return
             self._fragments += frame.get_payload_as_memoryview()
             if len(self._fragments) > MAX_MESSAGE:
@@ -272,11 +322,14 @@ class GatewaySocket(WSListener):
                 whole, self._fragments = bytes(self._fragments), None
                 self._message(whole)
         elif kind == WSMsgType.CLOSE:
-            self.close_now(1000, "")
+            code: int = frame.get_close_code().value if frame.payload_size >= 2 else 1000
+            self.close_now(code if 1000 <= code < 5000 else 1002, "")
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
         self._out = []
+        if self._connections is not None:
+            self._connections.discard(self)
         self._wake()
         if self._gone is not None and not self._gone.done():
             self._gone.set_result(None)
@@ -299,7 +352,11 @@ class GatewaySocket(WSListener):
         """The next message (the gateway reads its first frame this way, with a timeout)."""
         while True:
             if self._inbox:
-                return self._inbox.popleft()
+                message = self._inbox.popleft()
+                self._queued_bytes -= len(message)
+                if not self._inbox:
+                    self.release_input()
+                return message
             if self.closed or self._inbox is None:
                 raise Disconnected()
             self._waiter = asyncio.get_running_loop().create_future()
@@ -315,9 +372,36 @@ class GatewaySocket(WSListener):
         self._on_message = on_message
         for message in queued:
             on_message(message)
+        self.release_input()
         if self.closed:
             self._gone.set_result(None)
         return self._gone
+
+    def hold_input(self) -> None:
+        """Stop reading from the client (its frames wait in the kernel, then it is throttled)."""
+        if not self._input_held and self._raw is not None and not self.closed:
+            self._input_held = True
+            self._raw.pause_reading()
+
+    def release_input(self) -> None:
+        if self._input_held and self._raw is not None and not self.closed:
+            self._input_held = False
+            self._raw.resume_reading()
+
+    def probe(self) -> None:
+        """The gateway's heartbeat, every interval: ping a socket that said nothing since the
+        last look, and drop one that did not even answer that ping (a vanished client)."""
+        if self.heard:
+            self.heard = self._pinged = False
+        elif self._pinged:
+            self.close_now(1011, "keepalive ping timeout")
+        elif self._transport is not None and not self.closed:
+            self._pinged = True
+            self._transport.send_ping()
+
+    def shutdown(self) -> None:
+        """uvicorn's call on SIGTERM: go now, with the code that says come back."""
+        self.close_now(1012, "server restarting; reconnect")
 
     def write(self, data: bytes) -> None:
         """Queue one text frame (`data` is its UTF-8); written out at the end of this turn."""
@@ -359,7 +443,10 @@ class GatewaySocket(WSListener):
             return
         if self._inbox is not None:
             self._inbox.append(bytes(payload))
+            self._queued_bytes += len(payload)
             self._wake()
+            if len(self._inbox) >= MAX_QUEUED_MESSAGES or self._queued_bytes >= MAX_QUEUED_BYTES:
+                self.hold_input()  # the gateway is busy (catch-up): leave the rest in the kernel
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

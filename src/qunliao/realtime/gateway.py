@@ -75,8 +75,10 @@ class SocketConnection:
         self.closing: tuple[int, str] | None = None
         self.ended = False  # closed by us (revoked, too slow, shutdown) or the writer failed
         self.receiver: asyncio.Future[None] | None = None
-        # Frames that arrived while a late resume was being answered (dispatched after it).
+        # Frames that arrived while a late resume was being answered (dispatched after it);
+        # reading from the client pauses meanwhile, so the list stays short.
         self.held: list[Any] | None = None
+        self.replayed: asyncio.Event | None = None
         if isinstance(sock, GatewaySocket):
             sock.on_writable = self._flush
 
@@ -121,7 +123,13 @@ class SocketConnection:
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing is None:
             self.closing = (code, reason)
+            queue = self._queue
+            while queue is not None and not queue.empty():  # past the token: never written
+                queue.get_nowait()
+                queue.task_done()
             self._end()
+            if isinstance(self.sock, GatewaySocket):
+                self.sock.close_now(code, reason)  # also wakes a catch-up waiting to write
 
     async def writer(self) -> None:
         queue = self._queue
@@ -140,7 +148,7 @@ class SocketConnection:
         """A direct socket's transport took writes again: send what queued meanwhile."""
         sock, queue = self.sock, self._queue
         assert isinstance(sock, GatewaySocket)
-        while queue is not None and sock.writable and not queue.empty():
+        while queue is not None and sock.writable and not queue.empty() and not self.closing:
             pos, data = queue.get_nowait()
             try:
                 sock.write(data)
@@ -200,8 +208,11 @@ class Gateway:
         queue_limit: int = 4096,
         max_connections: int = 20_000,
         max_per_ip: int = 1_000,
+        ping_interval_s: float = 20.0,
     ) -> None:
         self._hub = hub
+        self._ping_interval_s = ping_interval_s
+        self._heartbeat: asyncio.Task[None] | None = None
         self._handlers = handlers
         self._queue_limit = queue_limit
         self._max_connections = max_connections
@@ -217,6 +228,25 @@ class Gateway:
     def close_all(self, code: int = 1012, reason: str = "server restarting; reconnect") -> None:
         for conn in list(self._connections):
             conn.close_soon(code, reason)
+
+    def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._beat(), name="qunliao-ws-heartbeat")
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+            self._heartbeat = None
+
+    async def _beat(self) -> None:
+        """Find vanished clients (no FIN: a phone that lost its network, a NAT that forgot
+        the flow) on picows sockets; uvicorn pings its own. One task for all sockets."""
+        while True:
+            await asyncio.sleep(self._ping_interval_s)
+            for conn in list(self._connections):
+                if isinstance(conn.sock, GatewaySocket):
+                    conn.sock.probe()
 
     async def endpoint(self, sock: Socket) -> bool:
         """Serve a socket; True when it is still open and driven by callbacks from now on."""
@@ -300,7 +330,9 @@ class Gateway:
                     detached = True
                     return True
             else:
-                receiver = conn.receiver = asyncio.create_task(self._receive(sock, on_message))
+                receiver = conn.receiver = asyncio.create_task(
+                    self._receive(conn, sock, on_message)
+                )
             if conn.ended:
                 receiver.cancel()
             try:
@@ -339,6 +371,8 @@ class Gateway:
     async def _catch_up(self, conn: SocketConnection) -> None:
         """Send what the client missed straight from storage, then switch to live pushes."""
         while True:
+            if conn.closing is not None:
+                return  # revoked or shut down meanwhile: no more catch-up
             if conn.cursor >= self._hub.pos:
                 conn.live = True  # nothing missed that the hub will not push: no query
                 break
@@ -360,10 +394,14 @@ class Gateway:
         conn.send_frame({"type": "synced", "next_token": encode_sync_token(conn.cursor)})
 
     @staticmethod
-    async def _receive(sock: RawSocket, on_message: Callable[[str], None]) -> None:
+    async def _receive(
+        conn: SocketConnection, sock: RawSocket, on_message: Callable[[str], None]
+    ) -> None:
         try:
             while True:
                 on_message(await sock.receive_text())
+                if conn.replayed is not None:
+                    await conn.replayed.wait()  # read no further during a late resume
         except Disconnected:
             return
 
@@ -371,6 +409,8 @@ class Gateway:
         self, conn: SocketConnection, principal: Principal, tasks: set[asyncio.Task[Any]],
         raw: str | bytes | memoryview,
     ) -> None:  # fmt: skip
+        if conn.closing is not None:
+            return  # revoked, too slow or shutting down: nothing more is taken from it
         frame = _parse(raw)
         if conn.held is not None:
             conn.held.append(frame)
@@ -379,6 +419,9 @@ class Gateway:
         conn.pushed_before_first_frame = None
         if early is not None and isinstance(frame, dict) and frame.get("type") == "resume":
             conn.held = []
+            conn.replayed = asyncio.Event()
+            if isinstance(conn.sock, GatewaySocket):
+                conn.sock.hold_input()
             self._spawn(tasks, self._late_resume(conn, principal, tasks, frame, early))
             return
         self._dispatch(conn, principal, frame, tasks)
@@ -395,10 +438,22 @@ class Gateway:
         """
         try:
             await self._replay_missed(conn, frame, pushed)
+        except Disconnected:
+            return
+        except Exception:
+            log.exception("late resume failed")
+            conn.close_soon(1011, "internal error; reconnect with since=<token>")
+            return
         finally:
             held, conn.held = conn.held or [], None
+            replayed, conn.replayed = conn.replayed, None
+            if replayed is not None:
+                replayed.set()
+            if isinstance(conn.sock, GatewaySocket):
+                conn.sock.release_input()
         for later in held:
-            self._dispatch(conn, principal, later, tasks)
+            if conn.closing is None:
+                self._dispatch(conn, principal, later, tasks)
 
     async def _replay_missed(self, conn: SocketConnection, frame: Frame, pushed: set[str]) -> None:
         try:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -545,13 +546,9 @@ async def max_position(conn: AsyncConnection) -> int:
     return 0 if pos is None else int(pos)
 
 
-def _visible_to(user_id: str) -> Any:
-    return and_(
-        stream_members.c.stream_id == events.c.stream_id,
-        stream_members.c.user_id == user_id,
-        events.c.seq >= stream_members.c.joined_seq,
-        or_(stream_members.c.left_seq.is_(None), events.c.seq <= stream_members.c.left_seq),
-    )
+# Streams per statement when reading a user's events: SQLite allows 500 arms in a compound
+# SELECT; each arm is one stream's index range.
+SYNC_STREAMS_PER_QUERY = 200
 
 
 async def events_for_user(
@@ -561,19 +558,39 @@ async def events_for_user(
 
     The second value is where the next read continues: the last event's pos when the page is
     full, else the global position read *before* the query (nothing visible lies below it).
+
+    Each of the user's streams is read as its own `(stream_id, pos)` index range, stopped at
+    `limit` rows, and the ranges are merged. (One join sorted by pos made the database read
+    and sort every event after `after_pos` for every page: quadratic over a long catch-up.)
     """
     upto = await max_position(conn)
-    rows = await conn.execute(
-        select(*EVENT_COLUMNS)
-        .select_from(events.join(stream_members, _visible_to(user_id)))
-        .where(events.c.pos > after_pos, events.c.pos <= upto)
-        .order_by(events.c.pos)
-        .limit(limit)
-    )
-    found = [row_to_event(r) for r in rows]
+    member = stream_members.c
+    spans = select(member.stream_id, member.joined_seq, member.left_seq)
+    memberships = (await conn.execute(spans.where(member.user_id == user_id))).all()
+    found: list[StoredEvent] = []
+    for start in range(0, len(memberships), SYNC_STREAMS_PER_QUERY):
+        arms = []
+        for stream_id, joined_seq, left_seq in memberships[start : start + SYNC_STREAMS_PER_QUERY]:
+            arm = select(*EVENT_COLUMNS).where(
+                events.c.stream_id == stream_id,
+                events.c.pos > after_pos,
+                events.c.pos <= upto,
+                events.c.seq >= joined_seq,
+            )
+            if left_seq is not None:
+                arm = arm.where(events.c.seq <= left_seq)
+            arms.append(arm.order_by(events.c.pos).limit(limit).subquery().select())
+        merged = union_all(*arms).subquery() if len(arms) > 1 else arms[0].subquery()
+        rows = await conn.execute(select(merged).order_by(merged.c.pos).limit(limit))
+        page = [row_to_event(r) for r in rows]
+        found = page if not found else sorted(found + page, key=_by_pos)[:limit]
     if len(found) == limit:
         return found, found[-1].pos
     return found, max(upto, after_pos)
+
+
+def _by_pos(event: StoredEvent) -> int:
+    return event.pos
 
 
 async def events_after(conn: AsyncConnection, after_pos: int, limit: int) -> list[StoredEvent]:
