@@ -229,7 +229,7 @@ class Qunliao:
             "token": self.writer["token"],
             "conversation_id": self.writer["conversation_id"],
         }
-        sent, rate = 0, 5000.0
+        sent, rate = 0, 25000.0  # a high first guess: better short of the count than far over
         for _ in range(100):
             if sent >= messages:
                 break
