@@ -339,6 +339,21 @@ async def test_server_probes_a_silent_socket(
         sock.close()
 
 
+async def test_a_quiet_client_that_answers_pings_stays_connected(
+    server: ServerProcess, http: httpx.AsyncClient
+) -> None:
+    """The heartbeat drops only the silent: a client that says nothing but answers pings
+    (every browser and the SDK do) keeps its socket across several intervals."""
+    name = await _account(http)
+    session = await _session(http, name)
+    url = server.url.replace("http", "ws") + f"/api/v1/ws?access_token={session['access_token']}"
+    async with websockets.connect(url, ping_interval=None) as ws:
+        assert orjson.loads(await ws.recv())["type"] == "synced"
+        await asyncio.sleep(PING_S * 3.5)
+        await ws.send(orjson.dumps({"type": "ping"}).decode())
+        assert orjson.loads(await asyncio.wait_for(ws.recv(), 5)) == {"type": "pong"}
+
+
 # ---------------------------------------------------------------- 7. SIGTERM and long polls
 
 

@@ -16,6 +16,7 @@ from qunliao.storage.db import Database
 
 OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
 BLOCK_CACHE_S = 5.0
+BLOCK_GRACE_S = 1.0  # an expired answer still served while one caller reloads it
 
 
 class ContactService:
@@ -33,6 +34,7 @@ class ContactService:
         self._accounts = accounts
         self._on_committed = on_committed
         self._block_cache: dict[tuple[str, str], tuple[float, bool]] = {}
+        self._refresh: set[tuple[str, str]] = set()  # expired keys one caller is reloading
 
     async def _shape(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = await self._accounts.profiles(
@@ -173,11 +175,22 @@ class ContactService:
             return await store.blocked_by_me(conn, caller.user_id)
 
     def blocked_cached(self, sender_id: str, recipient_id: str) -> bool | None:
-        """Whether `recipient_id` blocks `sender_id`, if known in memory; None if not."""
-        cached = self._block_cache.get((recipient_id, sender_id))
-        if cached is None or cached[0] < self._clock.monotonic():
+        """Whether `recipient_id` blocks `sender_id`, if known in memory; None if not.
+
+        When the entry has expired, this caller gets None (and reloads it through
+        `check_not_blocked`); the others keep the known answer for BLOCK_GRACE_S meanwhile,
+        so an expiry under load sends one send to the database, not every one in flight.
+        """
+        key = (recipient_id, sender_id)
+        cached = self._block_cache.get(key)
+        if cached is None:
             return None
-        return cached[1]
+        now = self._clock.monotonic()
+        if cached[0] >= now:
+            return cached[1]
+        self._block_cache[key] = (now + BLOCK_GRACE_S, cached[1])
+        self._refresh.add(key)
+        return None
 
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
         """Raise forbidden when `recipient_id` has blocked `sender_id`.
@@ -188,7 +201,8 @@ class ContactService:
         key = (recipient_id, sender_id)
         now = self._clock.monotonic()
         cached = self._block_cache.get(key)
-        if cached is None or cached[0] < now:
+        if cached is None or cached[0] < now or key in self._refresh:
+            self._refresh.discard(key)
             async with self._db.read() as conn:
                 blocked = await store.is_blocked(conn, recipient_id, sender_id)
             if len(self._block_cache) > 100_000:

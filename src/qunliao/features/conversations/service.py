@@ -88,7 +88,7 @@ class ConversationService:
         self, caller: Principal, conversation_id: str, *, allow_former: bool = False
     ) -> Access:
         """Load a conversation the caller belongs to; 404 if it does not exist, else 403."""
-        cached = self._access.get(conversation_id, caller.user_id)
+        cached = self._access.fresh(conversation_id, caller.user_id)
         if cached is not None and not allow_former:
             return cached
         generation = self._access.generation(conversation_id)
