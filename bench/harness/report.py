@@ -492,48 +492,64 @@ Work directories and raw results (`results.json`) live under `/tmp/qunliao-bench
 """
 
 NOTES = """\
-From `python -m bench.harness.profile --workload ws|http` (py-spy at 250 Hz on `qunliao serve`,
-SQLite, server on one core, collapsed stacks kept in `/tmp/qunliao-bench/profile-*.txt`), and
-from the server-CPU column of the runs above:
+From `python -m bench.harness.profile --workload ws|fanout` (py-spy on `qunliao serve`, SQLite,
+server on one core), per-thread CPU from `/proc/<pid>/task/*/stat` during a run, a microbenchmark
+of the SQLite batch (`bench/sqlite_batch.py`) and the server-CPU column above. This machine's
+speed drifts by ±20 % between runs (the same build measured 12.4k–17.4k msg/s in one hour), so
+compare rows of one run, not runs.
 
-- **The WebSocket send path is CPU-bound at ~0.085 ms per message** (≈11–12k msg/s on one core
-  when the machine is quiet; the target is ≤0.05 ms and ≥20k/s). About 45 % of the samples are
-  in the SQLite writer thread (aiosqlite's worker running `storage/fast_append._sqlite_batch`: the
-  batched insert itself is ~20 % self time, the rest is the thread's queue hand-off) and about
-  half on the event loop: frame receive/dispatch in `realtime/gateway.py` (~9 %), the send path
-  through uvicorn's `websockets` sans-I/O protocol (`Gateway._send` → `RawSocket.send_text` →
-  `WebSocketsSansIOProtocol.send`, ~8.5 %, frame serialize/parse another ~2 %),
-  `MessageService.do_send*` (~6 %), id generation (`core/ids.IdGenerator.new` →
-  `SystemRandom.randbytes`, an `os.urandom` syscall per id, ~3.4 %), the Prometheus histogram in
-  `on_batch` (a lock per observation, ~3.2 %), the WAL checkpoint (~3.3 %) and the direct-peer /
-  block checks (~2–4 %). Two threads sharing the GIL on one core is the structural limit: every
-  batch crosses loop → writer thread → loop. What would move it: the insert on the loop thread
-  (SQLite's commit is short with WAL and `synchronous=NORMAL`; only fsync needs a thread), ids
-  from a counter plus one random prefix, metrics without a lock per message, and a WebSocket
-  server whose frame path is in C (picows) instead of uvicorn's Python `websockets` protocol.
-- **Per-commit fixed cost dominates at low load**: at 10 % of the maximum the server spends
-  ~0.6 ms CPU per message (batches of one), against ~0.085–0.10 ms when batches are full; the
-  open-loop p50 at 10–50 % of the maximum is 2.6–3.6 ms on SQLite and 8–13 ms on PostgreSQL
-  (target ≤2 ms), and the p99 at 50 % is 100–140 ms (target ≤20 ms): the group commit works,
-  but waking an idle writer thread costs more than the insert, and bursts queue behind it.
-- **Overload collapses throughput**: open loop, once the offered rate passes what the server
-  sustains (on SQLite at 90 % of the closed-loop maximum; at 50–75 % when other processes share
-  the core), the *delivered* rate falls instead of plateauing (SQLite at 90 %: 4.5k of 8.8k
-  msg/s delivered, ~9,300 sends unanswered after the 3 s drain; under contention down to
-  ~50 msg/s at 13 ms CPU per message). Closed loop (512 in flight) does not show it; something
-  in the per-socket send or the pending-ack bookkeeping grows with the backlog. This is the
-  first thing to profile next (an open-loop rate above the maximum).
-- **The HTTP send costs ~1.1–1.4 ms CPU per request** (~700–900 req/s), 13–16× the WebSocket
-  path: the request crosses ten ASGI layers (Starlette/FastAPI routing, dependency solving,
-  idempotency, body-limit, exception-telemetry middleware) and makes several SQLAlchemy Core
-  round trips through the aiosqlite thread (token lookup in `AccountService.access_token`,
-  membership) before the same writer. The design table's 5.3k req/s for FastAPI and 19.4k for raw
-  Starlette + orjson say where the headroom is.
-- **Fan-out is cheap per delivery** (~0.02 ms server CPU per delivery: the event is encoded once
-  and the same bytes go to every socket), ~26–39k deliveries/s to 500 members; the ceiling here is
-  partly the load client (its receivers use 45–55 % of the client core parsing 500 sockets).
-- **Idle sockets cost ~32 KiB each** (19,000 held; target ≤16 KiB): uvicorn's per-connection
-  protocol objects, the `websockets` reader buffers and qunliao's per-socket queue and task.
+- **The WebSocket send path costs ~0.06–0.075 ms CPU per message** (13–17k msg/s on one core;
+  target ≤0.05 ms and ≥20k/s). About 60 % is the event loop and 40 % the SQLite writer thread.
+  What got it here from 0.11 ms at the start of this round: picows instead of uvicorn's Python
+  WebSocket protocol on the same port (frames parsed in C, dispatched by callback: no receiver
+  or writer task), writes gathered per loop turn (one `send()` per socket per turn instead of
+  one per frame: the biggest single gain, ~25 %), time-ordered ids (message ids and transaction
+  ids used to land on a random B-tree page each: `bench/sqlite_batch.py` measures 46 → 33 µs
+  CPU a message for the batch), and inserting without looking transaction ids up first (the
+  unique index catches a retry; the batch then runs again with look-ups).
+- **What bounds it now.** SQLite: 20–33 µs a message even with ordered keys — a batch of 100
+  sends over 64 conversations dirties ~270 pages (every per-conversation index, `(stream_id,
+  seq)`, `(stream_id, pos)` and `(device_id, client_txn_id)`, has one right edge per
+  conversation), ~11 KB of WAL per message, checksummed and written on commit. The loop: about
+  half is uvloop/picows C (socket reads, frame parsing, the `send()` calls), the rest Python:
+  `MessageService.do_send_now` (validation, cached access/block checks, the event object,
+  ~9 µs), the group-commit futures and ack frames (~4 µs), the hub's encode and push (~2 µs).
+  Running the batch on the loop thread instead of aiosqlite's was measured and is slower
+  (13.1k/10.7k vs 15.5k/14.6k msg/s, alternating runs): the thread overlaps SQLite's C work
+  (GIL released) with the loop's C work. What would move it: a clustered events table
+  (`WITHOUT ROWID`, keyed by `(stream_id, seq)`, dropping two indexes), the gateway's
+  validation and framing in C or Rust, or several gateway processes on PostgreSQL
+  (`--workers`): throughput per core is what this table shows.
+- **Overload no longer collapses.** Before this round, open loop past ~75 % of the maximum
+  delivered *nothing* (0 of 11.6k msg/s): every 5 s the block cache entry of each conversation
+  expired and every send in flight took the slow path to the database at once, queued on the
+  read pool and its threads, and the backlog fed itself. An expired entry now sends one caller
+  to storage and serves the others for a grace period: at 90 % of the maximum 12.4k msg/s are
+  delivered with p99 240 ms.
+- **Latency at 50 % of the maximum** is p50 6 ms / p99 60 ms on SQLite and 16 / 38 ms on
+  PostgreSQL (targets 2 / 20 ms); at 10–25 % the p50 is 3 ms. At these rates each commit batch
+  is small, so the fixed cost per batch (the hop to the writer thread and back, the futures,
+  the GIL hand-over on one core) is paid per few messages; the p99 is a batch that waited
+  behind a WAL checkpoint or a long loop turn.
+- **Fan-out** costs ~6 µs of server CPU per delivery on SQLite (the event is encoded once;
+  the bytes are written to each member's socket at the end of the loop turn, so a socket that
+  gets four events in one turn costs one `send()`): 175k deliveries/s to 500 members with p99
+  29 ms. On PostgreSQL ~75k: the hub reads other processes' commits from the database, and its
+  asyncpg round trips share the core. The fan-out receivers in the harness count stamps in the
+  raw byte stream (their Python frame parser was the ceiling at ~125k/s).
+- **Idle sockets cost ~12 KiB each** (19,000 held): picows' protocol, transport and 2 KiB read
+  buffer, our socket and connection objects; once live an idle socket holds no task, queue,
+  timer or database query (a fresh socket goes live at the hub's position without reading
+  storage). uvicorn's engine costs ~32 KiB.
+- **Catch-up of 10k messages** takes ~560–700 ms (target 300): sync now reads each
+  conversation's `(stream_id, pos)` range and merges, instead of sorting every later event for
+  every page, but ~25 µs per event remain in Python: SQLAlchemy rows → `StoredEvent` → dict →
+  JSON. What would move it: rows from the raw driver encoded straight to JSON, with the stored
+  JSON columns passed through (`orjson.Fragment`) instead of parsed and re-encoded.
+- **The HTTP send costs ~1.6–1.8 ms CPU** (~600 req/s): ten ASGI layers and several SQLAlchemy
+  round trips through the aiosqlite thread (the bearer token is looked up in the database on
+  every request) before the same writer. A short-lived token cache invalidated over the bus,
+  and a raw-ASGI route for `POST …/messages` like the WebSocket's, are the next steps.
 """
 
 

@@ -14,23 +14,18 @@ import pytest
 import websockets
 
 from tests.e2e.helpers import ServerProcess
+from tests.process.engines import ENGINES, engine_server
 
 PASSWORD = "correct horse"
 LONG = "长消息 long message " * 700  # ~15 kB of UTF-8: longer than picows' copy buffer
 
 
-@pytest.fixture(scope="module", params=["picows", "uvicorn"])
+@pytest.fixture(scope="module", params=ENGINES)
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
-    workdir = tmp_path_factory.mktemp(f"engine-{request.param}")
-    env = {"QUNLIAO_WEBSOCKET_ENGINE": request.param, "QUNLIAO_RATE_LIMIT_PER_S": "0"}
-    proc = ServerProcess(f"sqlite:///{workdir / 'q.db'}", workdir, env=env)
-    proc.start()
-    try:
+    with engine_server(request.param, tmp_path_factory.mktemp(f"engine-{request.param}")) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture

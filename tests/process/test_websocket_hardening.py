@@ -34,10 +34,10 @@ from qunliao.realtime import fast_ws
 from qunliao.realtime.fast_ws import STATE_KEY, GatewaySocket, HttpOrWebSocket, WebSocketRoute
 from qunliao.realtime.gateway import Gateway, GatewayHandlers, SocketConnection
 from tests.e2e.helpers import ServerProcess
+from tests.process.engines import ENGINES, engine_server
 
 PASSWORD = "correct horse"
 PING_S = 2.0  # the heartbeat, shortened so a silent socket is probed within seconds
-ENGINES = ["picows", "uvicorn"]
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 HISTORY = 300  # 15 kB messages: enough that a catch-up to a reader that reads nothing stalls
 BIG = "满" * 5000
@@ -50,17 +50,8 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     workdir = tmp_path_factory.mktemp(f"review-{request.param}")
-    env = {
-        "QUNLIAO_WEBSOCKET_ENGINE": request.param,
-        "QUNLIAO_RATE_LIMIT_PER_S": "0",
-        "QUNLIAO_WS_PING_INTERVAL_S": str(PING_S),
-    }
-    proc = ServerProcess(f"sqlite:///{workdir / 'q.db'}", workdir, env=env)
-    proc.start()
-    try:
+    with engine_server(request.param, workdir, QUNLIAO_WS_PING_INTERVAL_S=str(PING_S)) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 @pytest.fixture
@@ -157,6 +148,16 @@ def _client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + b"\0\0\0\0" + payload
 
 
+async def _assert_input_bounded(server: ServerProcess, sock: socket.socket, payload: bytes) -> None:
+    """Offer OFFERED bytes of `payload` frames: the server process must not keep them."""
+    assert server.proc is not None
+    before = _rss_kb(server.proc.pid)
+    accepted = await _push_at(sock, _client_frame(payload), OFFERED, 4)
+    grown_mb = (_rss_kb(server.proc.pid) - before) / 1024
+    # Kernel buffers (tcp_rmem up to 32 MB here) take what they take; the process must not.
+    assert grown_mb < GROWTH_MB, f"server took {accepted >> 20} MB, RSS +{grown_mb:.0f} MB"
+
+
 async def _push_at(sock: socket.socket, frame: bytes, total: int, seconds: float) -> int:
     """Write `frame` repeatedly (up to `total` bytes); how many bytes the server let in."""
     sock.setblocking(False)
@@ -237,12 +238,7 @@ async def test_stalled_catch_up_does_not_buffer_unbounded_input(
     assert head.startswith(b"HTTP/1.1 101")
     try:
         await asyncio.sleep(1.5)  # the catch-up has filled every buffer and waits
-        assert server.proc is not None
-        before = _rss_kb(server.proc.pid)
-        accepted = await _push_at(sock, _client_frame(b" " * (256 << 10)), OFFERED, 4)
-        grown_mb = (_rss_kb(server.proc.pid) - before) / 1024
-        # Kernel buffers (tcp_rmem up to 32 MB here) take what they take; the process must not.
-        assert grown_mb < GROWTH_MB, f"server took {accepted >> 20} MB, RSS +{grown_mb:.0f} MB"
+        await _assert_input_bounded(server, sock, b" " * (256 << 10))
     finally:
         sock.close()
 
@@ -265,13 +261,8 @@ async def test_late_resume_does_not_hold_unbounded_input(
         resume = {"type": "resume", "since": encode_sync_token(0)}
         sock.sendall(_client_frame(orjson.dumps(resume)))
         await asyncio.sleep(1.5)  # the replay has filled every buffer and waits
-        assert server.proc is not None
-        before = _rss_kb(server.proc.pid)
         json_string = b'"' + b"a" * ((256 << 10) - 2) + b'"'  # parsed, then held as a str
-        accepted = await _push_at(sock, _client_frame(json_string), OFFERED, 4)
-        grown_mb = (_rss_kb(server.proc.pid) - before) / 1024
-        # Kernel buffers (tcp_rmem up to 32 MB here) take what they take; the process must not.
-        assert grown_mb < GROWTH_MB, f"server took {accepted >> 20} MB, RSS +{grown_mb:.0f} MB"
+        await _assert_input_bounded(server, sock, json_string)
     finally:
         sock.close()
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -69,15 +71,25 @@ async def test_rolled_back_write_leaves_no_trace(migrated_url: str) -> None:
         await db.close()
 
 
-async def test_group_commit_dedupes_and_detects_conflicts(migrated_url: str) -> None:
-    db = Database(migrated_url)
+@contextlib.asynccontextmanager
+async def _writer(url: str) -> AsyncIterator[tuple[MessageWriter, list[spine.StoredEvent]]]:
+    """A started MessageWriter on a fresh database with stream c_a, and what it committed."""
+    db = Database(url)
     await db.start()
     committed: list[spine.StoredEvent] = []
     writer = MessageWriter(db, FakeClock(), committed.extend)
     writer.start()
     try:
         await _stream(db, "c_a", ["u1"])
-        await _stream(db, "c_b", ["u1"])
+        yield writer, committed
+    finally:
+        await writer.stop()
+        await db.close()
+
+
+async def test_group_commit_dedupes_and_detects_conflicts(migrated_url: str) -> None:
+    async with _writer(migrated_url) as (writer, committed):
+        await _stream(writer._db, "c_b", ["u1"])
         outcomes = await asyncio.gather(
             *(writer.submit(_message("c_a", "same", txn="t1")) for _ in range(5)),
             *(writer.submit(_message("c_a", f"n{i}", txn=f"n{i}")) for i in range(50)),
@@ -91,22 +103,13 @@ async def test_group_commit_dedupes_and_detects_conflicts(migrated_url: str) -> 
         assert caught.value.code == "conflict"
         assert len(committed) == 51
         assert writer.batches < 51  # concurrent sends shared commits
-    finally:
-        await writer.stop()
-        await db.close()
 
 
 async def test_a_repeat_inside_a_batch_of_fresh_sends_costs_nothing_twice(
     migrated_url: str,
 ) -> None:
     """The batch is written without looking txn ids up; a repeat makes it go again, looking."""
-    db = Database(migrated_url)
-    await db.start()
-    committed: list[spine.StoredEvent] = []
-    writer = MessageWriter(db, FakeClock(), committed.extend)
-    writer.start()
-    try:
-        await _stream(db, "c_a", ["u1"])
+    async with _writer(migrated_url) as (writer, committed):
         first = await writer.submit(_message("c_a", "原文", txn="t1"))
         outcomes = await asyncio.gather(
             *(writer.submit(_message("c_a", f"新{i}", txn=f"n{i}")) for i in range(20)),
@@ -119,9 +122,6 @@ async def test_a_repeat_inside_a_batch_of_fresh_sends_costs_nothing_twice(
         assert len(fresh) == 40
         assert [o.event.seq for o in fresh] == list(range(2, 42))  # no gap left by the retry
         assert len(committed) == 41
-    finally:
-        await writer.stop()
-        await db.close()
 
 
 async def test_visibility_follows_membership(migrated_url: str) -> None:
