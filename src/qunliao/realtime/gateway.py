@@ -320,7 +320,8 @@ class Gateway:
                 conn.pushed_before_first_frame = None
             await self._catch_up(conn)
             for frame in pending:
-                self._dispatch(conn, principal, frame, tasks)
+                if conn.closing is None:  # not from a session revoked meanwhile
+                    self._dispatch(conn, principal, frame, tasks)
             on_message = partial(self._on_message, conn, principal, tasks)
             if isinstance(sock, GatewaySocket):
                 receiver = conn.receiver = sock.listen(on_message)  # frames come as callbacks
