@@ -4,7 +4,7 @@ on the port that also serves HTTP."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,6 @@ def server(
 ) -> Iterator[ServerProcess]:
     with engine_server(request.param, tmp_path_factory.mktemp(f"engine-{request.param}")) as proc:
         yield proc
-
-
-@pytest.fixture
-async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
-        yield client
 
 
 _names = iter(range(1_000_000))

@@ -16,7 +16,7 @@ import gc
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -52,12 +52,6 @@ def server(
     workdir = tmp_path_factory.mktemp(f"review-{request.param}")
     with engine_server(request.param, workdir, QUNLIAO_WS_PING_INTERVAL_S=str(PING_S)) as proc:
         yield proc
-
-
-@pytest.fixture
-async def http(server: ServerProcess) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        yield client
 
 
 _names = iter(range(1_000_000))
