@@ -12,7 +12,7 @@ import orjson
 import pytest
 import websockets
 
-from tests.e2e.helpers import ServerProcess
+from tests.process.engines import ENGINES, engine_server
 
 PASSWORD = "correct horse"
 MESSAGES = 600
@@ -33,16 +33,9 @@ def _small_socket(port: int) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("engine", ["picows", "uvicorn"])
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_stalled_reader_is_closed_4008_and_resumes(tmp_path: Path, engine: str) -> None:
-    env = {
-        "QUNLIAO_RATE_LIMIT_PER_S": "0",
-        "QUNLIAO_WS_QUEUE_LIMIT": "32",
-        "QUNLIAO_WEBSOCKET_ENGINE": engine,
-    }
-    server = ServerProcess(f"sqlite:///{tmp_path / 'q.db'}", tmp_path, env=env)
-    server.start()
-    try:
+    with engine_server(engine, tmp_path, QUNLIAO_WS_QUEUE_LIMIT="32") as server:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
             slow, fast = await _login(http, "slow"), await _login(http, "fast")
             auth = {"Authorization": f"Bearer {fast['access_token']}"}
@@ -96,5 +89,3 @@ async def test_stalled_reader_is_closed_4008_and_resumes(tmp_path: Path, engine:
             # nothing lost, nothing twice; one sender's concurrent sends commit in any order
             assert sorted(got) == list(range(MESSAGES)) and len(got) == MESSAGES
             await asyncio.sleep(0)
-    finally:
-        server.stop()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import signal
 import socket
@@ -574,9 +573,6 @@ async def test_a_failed_late_resume_does_not_leave_a_silent_socket() -> None:
     async def authenticate(_token: str) -> Principal:
         return Principal(user_id="u", device_id="d")
 
-    async def max_position() -> int:
-        return 10
-
     async def nothing(*_args: Any) -> Any:
         return None
 
@@ -584,8 +580,6 @@ async def test_a_failed_late_resume_does_not_leave_a_silent_socket() -> None:
         "authenticate": authenticate, "send_now": lambda *_: None, "ack_fields": dict,
         "send": nothing, "read": nothing, "typing": nothing, "events_for_user": events_for_user,
     }  # fmt: skip
-    if "max_position" in {f.name for f in dataclasses.fields(GatewayHandlers)}:
-        fields["max_position"] = max_position  # 93c9cbd; b1ca647 reads the hub's position
     handlers = GatewayHandlers(**fields)
     gateway = Gateway(_Hub(), handlers)  # type: ignore[arg-type]
     sock = _Socket()

@@ -207,6 +207,7 @@ class ContactService:
                 blocked = await store.is_blocked(conn, recipient_id, sender_id)
             if len(self._block_cache) > 100_000:
                 self._block_cache.clear()
+                self._refresh.clear()
             cached = self._block_cache[key] = (now + BLOCK_CACHE_S, blocked)
         if cached[1]:
             raise forbidden("you cannot message this user")

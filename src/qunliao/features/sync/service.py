@@ -27,10 +27,6 @@ class SyncService:
         async with self._db.read() as conn:
             return await spine.events_for_user(conn, user_id, after_pos, limit)
 
-    async def max_position(self) -> int:
-        async with self._db.read() as conn:
-            return await spine.max_position(conn)
-
     async def sync(
         self, caller: Principal, since: str | None, timeout_ms: int, limit: int
     ) -> dict[str, Any]:
