@@ -109,6 +109,28 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of a process tree so far.
+
+    Steadier than CPU time on a shared machine: a GIL hand-over between the event loop and a
+    database thread on one core is a switch, so this counts hand-overs per message.
+    """
+    total = 0
+    for p in process_tree(pid):
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                for line in (task / "status").read_text().splitlines():
+                    if "ctxt_switches:" in line:
+                        total += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total
+
+
 def system_busy_seconds() -> float:
     """CPU seconds spent busy by the whole machine so far (all cores, from /proc/stat)."""
     try:

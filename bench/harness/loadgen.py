@@ -23,6 +23,7 @@ import orjson
 
 from bench.harness import clients
 from bench.harness.common import (
+    context_switches,
     cpu_seconds,
     pin_self_to_client_core,
     raise_nofile,
@@ -671,10 +672,12 @@ def run_load(
     extra_pids_now = find_extra()  # after the warm-up: connection pools have grown by now
     extra_a = {p: cpu_seconds(p) for p in extra_pids_now}
     cpu_a = cpu_seconds(server_pid) if server_pid else 0.0
+    switches_a = context_switches(server_pid) if server_pid else 0
     busy_a = system_busy_seconds()
     while time.perf_counter() < t0 + warmup + seconds:
         time.sleep(0.005)
     cpu_b = cpu_seconds(server_pid) if server_pid else 0.0
+    switches_b = context_switches(server_pid) if server_pid else 0
     busy_b = system_busy_seconds()
     extra_b = {p: cpu_seconds(p) for p in extra_pids_now}
     # A backend that exited in between reads as 0: count only those alive at both samples.
@@ -699,6 +702,7 @@ def run_load(
         "recv": recv,
         "other_cores": max(0.0, other) / seconds,
         "server_cpu": cpu_b - cpu_a,
+        "server_switches": switches_b - switches_a,
         "db_cpu": db_cpu,
         "seconds": seconds,
         "client_cpu": client_cpu,
@@ -759,6 +763,9 @@ def summarize(outcome: dict[str, Any], role: str = "send") -> dict[str, Any]:
         "server_cpu_s": outcome["server_cpu"],
         "server_cpu_ms_per_op": outcome["server_cpu"] * 1000 / completed if completed else None,
         "db_cpu_ms_per_op": outcome.get("db_cpu", 0.0) * 1000 / completed if completed else None,
+        "server_switches_per_op": (
+            outcome.get("server_switches", 0) / completed if completed else None
+        ),
         "client_cpu_util": client_util,
         "client_saturated": client_util >= 0.9,
         "other_cores": outcome.get("other_cores", 0.0),

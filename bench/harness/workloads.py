@@ -70,6 +70,7 @@ def _line(label: str, s: dict[str, Any]) -> None:
         f"  {label:34s} {s['rate']:10.0f}/s  p50 {s['p50_ms']:8.2f} ms  p99 {s['p99_ms']:8.2f} ms"
         f"  errors {s['errors']} lost {s.get('lost', 0)}  client cpu {s['client_cpu_util']:.0%}"
         f"  server {cpu if cpu is None else round(cpu, 4)} ms/op"
+        f" {s.get('server_switches_per_op') or 0:.2f} switches/op"
         f"  other {s.get('other_cores', 0):.2f} cores{flag}"
     )
 

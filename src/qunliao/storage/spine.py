@@ -87,7 +87,7 @@ events = Table(
     Column("data", Text, nullable=True),
     Index("ux_events_stream_seq", "stream_id", "seq", unique=True),
     Index("ix_events_stream_pos", "stream_id", "pos"),
-    Index("ux_events_txn", "device_id", "client_txn_id", unique=True),
+    Index("ux_events_txn", "client_txn_id", "device_id", unique=True),
     Index("ix_events_message", "message_id"),
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, String, Table, func, or_, select, update
+from sqlalchemy import BigInteger, Column, Index, String, Table, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -32,6 +32,7 @@ devices = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("last_seen_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
+    Index("ix_devices_user", "user_id"),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, String, Table, and_, delete, or_, select, update
+from sqlalchemy import BigInteger, Column, Index, String, Table, and_, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qunliao.storage.db import metadata, row_dict
@@ -19,6 +19,8 @@ friend_requests = Table(
     Column("status", String(16), nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Index("ix_friend_requests_to", "to_user_id", "status"),
+    Index("ix_friend_requests_from", "from_user_id", "status"),
 )
 
 contacts = Table(
@@ -36,6 +38,7 @@ blocks = Table(
     Column("user_id", String(40), primary_key=True),
     Column("blocked_id", String(40), primary_key=True),
     Column("created_at", BigInteger, nullable=False),
+    Index("ix_blocks_blocked", "blocked_id"),
 )
 
 REQUEST_COLUMNS = [
