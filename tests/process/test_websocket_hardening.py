@@ -577,7 +577,7 @@ async def test_a_failed_late_resume_does_not_leave_a_silent_socket() -> None:
         return None
 
     fields: dict[str, Any] = {
-        "authenticate": authenticate, "send_now": lambda *_: None, "ack_fields": dict,
+        "authenticate": authenticate, "send_now": lambda *_: False, "ack_fields": dict,
         "send": nothing, "read": nothing, "typing": nothing, "events_for_user": events_for_user,
     }  # fmt: skip
     handlers = GatewayHandlers(**fields)

@@ -36,10 +36,11 @@ NOT_JSON = object()
 @dataclass
 class GatewayHandlers:
     authenticate: Callable[[str], Awaitable[Principal | None]]
-    # The hot path: checks from memory and returns the pending commit (a future that
-    # `ack_fields` turns into the ack), or None when a check needs storage, in which case
-    # `send` (a coroutine returning the ack fields) takes the frame instead.
-    send_now: Callable[[Principal, Frame], asyncio.Future[Any] | None]
+    # The hot path: checks from memory and queues the send, calling the reply with the outcome
+    # (which `ack_fields` turns into the ack) or the error after its commit; returns False when
+    # a check needs storage, in which case `send` (a coroutine returning the ack fields) takes
+    # the frame instead.
+    send_now: Callable[[Principal, Frame, Callable[[Any], None]], bool]
     ack_fields: Callable[[Any], Frame]
     send: Callable[[Principal, Frame], Awaitable[Frame]]
     read: Callable[[Principal, Frame], Awaitable[None]]
@@ -510,24 +511,24 @@ class Gateway:
     ) -> None:  # fmt: skip
         txn = frame.get("client_txn_id")
         try:
-            future = self._handlers.send_now(principal, frame)
+            if self._handlers.send_now(
+                principal, frame, partial(_answer, conn, txn, self._handlers.ack_fields)
+            ):
+                return
         except ApiError as exc:
             conn.send_frame(_error_frame(txn, exc))
-            return
-        if future is not None:
-            future.add_done_callback(partial(_answer, conn, txn, self._handlers.ack_fields))
             return
         self._spawn(tasks, self._send_slowly(conn, principal, frame, txn))
 
     async def _send_slowly(
         self, conn: SocketConnection, principal: Principal, frame: Frame, txn: Any
     ) -> None:
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+        result: Frame | BaseException
         try:
-            future.set_result(await self._handlers.send(principal, frame))
+            result = await self._handlers.send(principal, frame)
         except Exception as exc:
-            future.set_exception(exc)
-        _answer(conn, txn, _same, future)
+            result = exc
+        _answer(conn, txn, _same, result)
 
     @staticmethod
     def _spawn(tasks: set[asyncio.Task[Any]], work: Awaitable[None]) -> None:
@@ -548,16 +549,13 @@ def _same(fields: Frame) -> Frame:
 
 
 def _answer(
-    conn: SocketConnection, txn: Any, to_fields: Callable[[Any], Frame], future: asyncio.Future[Any]
+    conn: SocketConnection, txn: Any, to_fields: Callable[[Any], Frame], result: Any
 ) -> None:
     """The ack (after commit) or the error for one send."""
-    if future.cancelled():
-        return
-    error = future.exception()
-    if error is None:
-        conn.send_frame({"type": "ack", "client_txn_id": txn, **to_fields(future.result())})
-    elif isinstance(error, ApiError):
-        conn.send_frame(_error_frame(txn, error))
+    if not isinstance(result, BaseException):
+        conn.send_frame({"type": "ack", "client_txn_id": txn, **to_fields(result)})
+    elif isinstance(result, ApiError):
+        conn.send_frame(_error_frame(txn, result))
     else:
-        log.error("ws send failed", exc_info=error)
+        log.error("ws send failed", exc_info=result)
         conn.send_frame(_error_frame(txn, ApiError("internal", "internal error")))

@@ -80,7 +80,9 @@ class Hub:
         self.pos = 0
         self.connections: dict[str, set[Connection]] = {}
         self._visibility: OrderedDict[str, Visibility] = OrderedDict()
-        self._wake = asyncio.Event()
+        # Set when there may be something to deliver; `_waiter` is the hub task's pending wait.
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
         self._advanced = asyncio.Event()
         self._local: list[StoredEvent] = []
         # The highest position known to exist (own commits, bus wake-ups, sync callers): the
@@ -117,8 +119,8 @@ class Hub:
     def committed(self, events: Sequence[StoredEvent]) -> None:
         """This process committed events: deliver them without a database round trip."""
         self._local.extend(events)
-        self._wake.set()
-        if events:
+        self._wake()
+        if events and self._bus.shared:  # a memory bus would only bring it back here
             self._publish({"k": "wake", "pos": events[-1].pos})
 
     def _publish(self, message: dict[str, Any]) -> None:
@@ -201,16 +203,32 @@ class Hub:
         if pos > self._known:
             self._known = pos
         if pos > self.pos:
-            self._wake.set()
+            self._wake()
+
+    def _wake(self) -> None:
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _sleep(self) -> bool:
+        """Wait for a wake-up or the poll interval; True when woken. (A future and a timer:
+        asyncio.wait_for would wrap each wait in a task of its own.)"""
+        if not self._woken:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(self._poll_interval_s, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        woken, self._woken = self._woken, False
+        return woken
 
     async def _run(self) -> None:
         while True:
-            poll = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-            except TimeoutError:
-                poll = True  # a wake-up may have been lost: look anyway
-            self._wake.clear()
+            poll = not await self._sleep()  # a wake-up may have been lost: look anyway
             try:
                 await self._catch_up(poll)
             except asyncio.CancelledError:
@@ -218,7 +236,7 @@ class Hub:
             except Exception:
                 log.exception("hub: delivery failed; retrying")
                 await asyncio.sleep(0.2)
-                self._wake.set()
+                self._wake()
 
     async def _catch_up(self, poll: bool) -> None:
         while True:
@@ -248,7 +266,13 @@ class Hub:
                 for observer in self._observers:
                     observer(event.stream_id)
             if self.connections:
-                await self._deliver_one(event)
+                if event.type in MEMBERSHIP_TYPES:
+                    self._visibility.pop(event.stream_id, None)
+                # A coroutine per event only when the members are not cached.
+                visibility = self._cached_members(event.stream_id)
+                if visibility is None:
+                    visibility = await self._members(event.stream_id)
+                self._fan_out(event, visibility)
             elif event.type in MEMBERSHIP_TYPES:
                 self._visibility.pop(event.stream_id, None)
             self.pos = event.pos
@@ -257,10 +281,7 @@ class Hub:
         if self._on_lag is not None and self._now_ms is not None and events:
             self._on_lag(max(0.0, (self._now_ms() - events[-1].sent_at) / 1000))
 
-    async def _deliver_one(self, event: StoredEvent) -> None:
-        if event.type in MEMBERSHIP_TYPES:
-            self._visibility.pop(event.stream_id, None)
-        visibility = await self._members(event.stream_id)
+    def _fan_out(self, event: StoredEvent, visibility: Visibility) -> None:
         data: bytes | None = None
         seq = event.seq
         for user_id, conns in self._local_members(visibility):
@@ -281,10 +302,15 @@ class Hub:
             return [(u, c) for u, c in found if c]
         return [(u, c) for u, c in self.connections.items() if u in visibility]
 
-    async def _members(self, stream_id: str) -> Visibility:
+    def _cached_members(self, stream_id: str) -> Visibility | None:
         cached = self._visibility.get(stream_id)
         if cached is not None:
             self._visibility.move_to_end(stream_id)
+        return cached
+
+    async def _members(self, stream_id: str) -> Visibility:
+        cached = self._cached_members(stream_id)
+        if cached is not None:
             return cached
         loaded = await self._source.visibility(stream_id)
         self._visibility[stream_id] = loaded
@@ -304,6 +330,11 @@ class Hub:
                 continue
             for conn in list(conns):
                 conn.push_state(data)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _contiguous(events: Sequence[StoredEvent]) -> bool:

@@ -66,6 +66,11 @@ class Database:
         self.read_engine: AsyncEngine
         self._started = False
         self._checkpointer: asyncio.Task[None] | None = None
+        # SQLite: the one write connection, opened at start and kept; the lock queues writers.
+        # PostgreSQL: the group-commit batch's own connection, kept between batches.
+        self._held: AsyncConnection | None = None
+        self._held_driver: Any = None  # its aiosqlite / asyncpg connection
+        self._write_lock = asyncio.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -80,8 +85,13 @@ class Database:
                 path.parent.mkdir(parents=True, exist_ok=True)
             # One writer connection: SQLite allows one writer at a time anyway, and a single
             # connection makes every write transaction queue in-process instead of on a lock.
+            # It is held, not pooled: a checkout and its reset (a rollback) per transaction cost
+            # more than a one-message commit batch.
             self.write_engine = create_async_engine(
-                async_url(self.url), pool_size=1, max_overflow=0, pool_timeout=30
+                async_url(self.url),
+                pool_size=1,
+                max_overflow=0,
+                pool_timeout=30,
             )
             self.read_engine = create_async_engine(
                 async_url(self.url), pool_size=4, max_overflow=4, pool_timeout=30
@@ -134,16 +144,67 @@ class Database:
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             self._checkpointer = None
+        await self._drop_held()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
         self._started = False
 
     @asynccontextmanager
+    async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
+        if not self.is_sqlite:
+            async with self.write_engine.connect() as conn:
+                yield conn
+            return
+        async with self._write_lock:
+            held = await self._hold()
+            try:
+                yield held
+            except BaseException:
+                if held.invalidated:
+                    await self._drop_held(broken=True)
+                raise
+
+    async def _hold(self) -> AsyncConnection:
+        if self._held is None:
+            held = await self.write_engine.connect()
+            self._held_driver = (await held.get_raw_connection()).driver_connection
+            self._held = held
+        return self._held
+
+    async def _drop_held(self, *, broken: bool = False) -> None:
+        """Give the kept connection up: back to the pool, or (after an error) discarded."""
+        held, self._held, self._held_driver = self._held, None, None
+        if held is None:
+            return
+        try:
+            if broken:
+                await held.invalidate()
+            await held.close()
+        except Exception as exc:  # already broken: nothing to give back
+            log.debug("closing a broken connection: %s", exc)
+
+    @asynccontextmanager
+    async def batch_connection(self) -> AsyncIterator[Any]:
+        """The driver connection (aiosqlite or asyncpg) for one group-commit batch.
+
+        Kept between batches rather than checked out of the pool (and pinged and rolled back
+        on return) for each. On an error it is given up, and the next batch opens a new one.
+        The batch runs its own transaction on it.
+        """
+        async with self._write_lock:  # SQLite: the write lock; PostgreSQL: one batch at a time
+            await self._hold()
+            try:
+                yield self._held_driver
+            except BaseException:
+                await self._drop_held(broken=True)
+                raise
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """A write transaction; commits on exit, rolls back on error, then runs on_commit hooks."""
         try:
-            async with self.write_engine.connect() as conn:
+            async with self._write_connection() as conn:
                 tx = Tx(conn)
                 async with conn.begin():
                     yield tx

@@ -150,10 +150,7 @@ class SqliteBatchWriter:
         self._db = db
 
     async def commit(self, events: Sequence[spine.NewEvent], now_ms: int) -> BatchResult:
-        async with self._db.write_engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection  # the aiosqlite connection behind the pool
-            assert driver is not None
+        async with self._db.batch_connection() as driver:  # the aiosqlite connection
             # aiosqlite runs callables in its connection thread, as SQLAlchemy's adapter does.
             result: BatchResult = await driver._execute(
                 _sqlite_batch, driver._conn, list(events), now_ms
@@ -177,9 +174,7 @@ class PostgresBatchWriter:
         self._insert = f"INSERT INTO events ({columns}) SELECT * FROM unnest({arrays})"
 
     async def commit(self, events: Sequence[spine.NewEvent], now_ms: int) -> BatchResult:
-        async with self._db.write_engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            pg: Any = raw.driver_connection  # asyncpg.Connection
+        async with self._db.batch_connection() as pg:  # an asyncpg.Connection
             async with pg.transaction():
                 return await self._commit(pg, events, now_ms)
 

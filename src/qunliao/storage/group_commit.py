@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, conflict
@@ -27,10 +28,34 @@ class SendOutcome:
     duplicate: bool
 
 
-@dataclass
+# Called once per send, from the writer task, with the outcome or the error. Callbacks instead
+# of futures on the hot path: no future, done-callback and loop handle per message.
+Reply = Callable[[SendOutcome | BaseException], None]
+
+
+@dataclass(slots=True)
 class _Pending:
     event: spine.NewEvent
-    future: asyncio.Future[SendOutcome]
+    reply: Reply
+    answered: bool = False
+
+    def answer(self, result: SendOutcome | BaseException) -> None:
+        if self.answered:
+            return
+        self.answered = True
+        try:
+            self.reply(result)
+        except Exception:
+            log.exception("a send's reply failed")
+
+
+def _settle(future: asyncio.Future[SendOutcome], result: SendOutcome | BaseException) -> None:
+    if future.done():
+        return  # the caller went away; the send is stored and a retry will find it
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def _same_send(stored: spine.StoredEvent, new: spine.NewEvent) -> bool:
@@ -41,6 +66,12 @@ def _same_send(stored: spine.StoredEvent, new: spine.NewEvent) -> bool:
     if stored.recalled_at is not None or stored.edited_at is not None:
         return True
     return stored.body == new.body
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    return ApiError("unavailable", "the message could not be stored, retry with the same id")
 
 
 class MessageWriter:
@@ -59,7 +90,10 @@ class MessageWriter:
         self._max_batch = max_batch
         self._backend: BatchWriter = batch_writer(db)
         self._on_batch = on_batch
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._pending: list[_Pending] = []
+        self._wake: asyncio.Future[None] | None = None  # set while the writer waits for sends
+        self._drained = asyncio.Event()  # nothing queued and no batch committing
+        self._drained.set()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.committed = 0
@@ -73,7 +107,7 @@ class MessageWriter:
         """Finish what is queued, then stop."""
         if self._task is None:
             return
-        await self._queue.join()
+        await self._drained.wait()
         self._task.cancel()
         try:
             await self._task
@@ -82,21 +116,31 @@ class MessageWriter:
         self._task = None
 
     async def submit(self, event: spine.NewEvent) -> SendOutcome:
-        return await self.submit_nowait(event)
+        """Queue a send and wait for its batch to commit."""
+        future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
+        self.submit_nowait(event, partial(_settle, future))
+        return await future
 
-    def submit_nowait(self, event: spine.NewEvent) -> asyncio.Future[SendOutcome]:
-        """Queue a send; the future resolves after its batch commits."""
+    def submit_nowait(self, event: spine.NewEvent, reply: Reply) -> None:
+        """Queue a send; `reply` gets its outcome (or error) after its batch commits."""
         if self._task is None:
             raise ApiError("unavailable", "the server is shutting down")
-        future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(event, future))
-        return future
+        self._pending.append(_Pending(event, reply))
+        self._drained.clear()
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
 
     async def _run(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self._pending:
+                self._drained.set()
+                self._wake = asyncio.get_running_loop().create_future()
+                await self._wake
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
             try:
                 try:
                     await self._commit(batch)
@@ -105,36 +149,19 @@ class MessageWriter:
                         raise
                     log.exception("group commit of %d sends failed; one by one", len(batch))
                     for item in batch:  # one bad send must not fail the others
-                        if not item.future.done():
+                        if not item.answered:
                             await self._commit_alone(item)
             except Exception as exc:
                 log.exception("group commit of %d sends failed", len(batch))
-                error = (
-                    exc
-                    if isinstance(exc, ApiError)
-                    else ApiError(
-                        "unavailable", "the message could not be stored, retry with the same id"
-                    )
-                )
+                error = _as_api_error(exc)
                 for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+                    item.answer(error)
 
     async def _commit_alone(self, item: _Pending) -> None:
         try:
             await self._commit([item])
         except Exception as exc:
-            if not item.future.done():
-                item.future.set_exception(
-                    exc
-                    if isinstance(exc, ApiError)
-                    else ApiError(
-                        "unavailable", "the message could not be stored, retry with the same id"
-                    )
-                )
+            item.answer(_as_api_error(exc))
 
     async def _commit(self, batch: list[_Pending]) -> None:
         events = [item.event for item in batch]
@@ -163,9 +190,4 @@ class MessageWriter:
                     if _same_send(earlier, item.event)
                     else conflict("client_txn_id was already used for another message")
                 )
-            if item.future.done():
-                continue  # the caller went away; the send is stored and a retry will find it
-            if isinstance(outcome, ApiError):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+            item.answer(outcome)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from qunliao.features.contacts.service import ContactService
 from qunliao.features.conversations.service import Access, ConversationService
 from qunliao.storage import spine
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import MessageWriter, SendOutcome
+from qunliao.storage.group_commit import MessageWriter, Reply, SendOutcome
 
 OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
 BroadcastState = Callable[[str, dict[str, Any], str | None], None]
@@ -144,31 +143,31 @@ class MessageService:
         outcome = await self._writer.submit(self._new_event(caller, request))
         return _result(outcome.event), outcome.duplicate
 
-    def do_send_now(
-        self, caller: Principal, frame: dict[str, Any]
-    ) -> asyncio.Future[SendOutcome] | None:
+    def do_send_now(self, caller: Principal, frame: dict[str, Any], reply: Reply) -> bool:
         """The same send without awaiting anything, when every check is answered from memory.
 
-        Returns the pending commit, or None when a check needs storage (use do_send then).
+        Returns whether the send was queued (`reply` gets the outcome after its commit), or
+        False when a check needs storage (use do_send then).
         """
         request = check_send(frame)
         if request.reply_to is not None or (
             request.mentions and any(m != "all" for m in request.mentions)
         ):
-            return None  # checked against storage by do_send
+            return False  # checked against storage by do_send
         access = self._conversations.cached_access(caller, request.conversation_id)
         if access is None:
-            return None
+            return False
         peer = _direct_peer(caller, access)
         blocked = False if peer is None else self._contacts.blocked_cached(caller.user_id, peer)
         if blocked is None:
-            return None
+            return False
         self._limiter.check("send:" + caller.user_id)
         self._check_not_muted(access)
         if blocked:
             raise forbidden("you cannot message this user")
         self._check_mentions(access, request)
-        return self._writer.submit_nowait(self._new_event(caller, request))
+        self._writer.submit_nowait(self._new_event(caller, request), reply)
+        return True
 
     @staticmethod
     def ack_fields(outcome: SendOutcome) -> dict[str, Any]:

@@ -10,6 +10,10 @@ class MemoryBus:
         self._on_message: OnMessage | None = None
 
     @property
+    def shared(self) -> bool:
+        return False
+
+    @property
     def healthy(self) -> bool:
         return True
 

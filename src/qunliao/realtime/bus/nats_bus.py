@@ -22,6 +22,10 @@ class NatsBus:
         self._on_message: OnMessage | None = None
 
     @property
+    def shared(self) -> bool:
+        return True
+
+    @property
     def healthy(self) -> bool:
         return bool(self._nc is not None and self._nc.is_connected)
 

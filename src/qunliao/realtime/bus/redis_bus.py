@@ -26,6 +26,10 @@ class RedisBus:
         self.failures = 0
 
     @property
+    def shared(self) -> bool:
+        return True
+
+    @property
     def healthy(self) -> bool:
         return self._healthy
 
