@@ -492,66 +492,67 @@ Work directories and raw results (`results.json`) live under `/tmp/qunliao-bench
 """
 
 NOTES = """\
-From `python -m bench.harness.profile --workload ws|fanout` (py-spy on `qunliao serve`, SQLite,
-server on one core), per-thread CPU from `/proc/<pid>/task/*/stat` during a run, a microbenchmark
-of the SQLite batch (`bench/sqlite_batch.py`) and the server-CPU column above. This machine's
-speed drifts by ±20 % between runs (the same build measured 12.4k–17.4k msg/s in one hour), so
-compare rows of one run, not runs.
+From `python -m bench.harness.profile --workload ws|fanout` (py-spy), `perf record -e cpu-clock`
+on `qunliao serve` (which library the CPU is spent in), per-thread CPU from
+`/proc/<pid>/task/*/stat`, microbenchmarks that interleave the old and the new code in one
+process (`bench/sqlite_batch.py` and the like), and the server-CPU and switches columns of the
+harness. This machine is a shared KVM guest: the same loop of Python runs 38–68 ms on one
+core from one moment to the next, and the two cores are not slowed together, so a harness run
+moves ±20–25 % with no change to the code (the same build gave 11.6k–19.9k msg/s within an
+hour). Compare rows of one run; decide changes with interleaved microbenchmarks.
 
-- **The WebSocket send path costs ~0.06–0.075 ms CPU per message** (13–17k msg/s on one core;
-  target ≤0.05 ms and ≥20k/s). About 60 % is the event loop and 40 % the SQLite writer thread.
-  What got it here from 0.11 ms at the start of this round: picows instead of uvicorn's Python
-  WebSocket protocol on the same port (frames parsed in C, dispatched by callback: no receiver
-  or writer task), writes gathered per loop turn (one `send()` per socket per turn instead of
-  one per frame: the biggest single gain, ~25 %), time-ordered ids (message ids and transaction
-  ids used to land on a random B-tree page each: `bench/sqlite_batch.py` measures 46 → 33 µs
-  CPU a message for the batch), and inserting without looking transaction ids up first (the
-  unique index catches a retry; the batch then runs again with look-ups).
-- **What bounds it now.** SQLite: 20–33 µs a message even with ordered keys — a batch of 100
-  sends over 64 conversations dirties ~270 pages (every per-conversation index, `(stream_id,
-  seq)`, `(stream_id, pos)` and `(device_id, client_txn_id)`, has one right edge per
-  conversation), ~11 KB of WAL per message, checksummed and written on commit. The loop: about
-  half is uvloop/picows C (socket reads, frame parsing, the `send()` calls), the rest Python:
-  `MessageService.do_send_now` (validation, cached access/block checks, the event object,
-  ~9 µs), the group-commit futures and ack frames (~4 µs), the hub's encode and push (~2 µs).
-  Running the batch on the loop thread instead of aiosqlite's was measured and is slower
-  (13.1k/10.7k vs 15.5k/14.6k msg/s, alternating runs): the thread overlaps SQLite's C work
-  (GIL released) with the loop's C work. What would move it: a clustered events table
-  (`WITHOUT ROWID`, keyed by `(stream_id, seq)`, dropping two indexes), the gateway's
-  validation and framing in C or Rust, or several gateway processes on PostgreSQL
-  (`--workers`): throughput per core is what this table shows.
-- **Overload no longer collapses.** Before this round, open loop past ~75 % of the maximum
-  delivered *nothing* (0 of 11.6k msg/s): every 5 s the block cache entry of each conversation
-  expired and every send in flight took the slow path to the database at once, queued on the
-  read pool and its threads, and the backlog fed itself. An expired entry now sends one caller
-  to storage and serves the others for a grace period: at 90 % of the maximum 12.4k msg/s are
-  delivered with p99 240 ms.
-- **Latency at 50 % of the maximum** is p50 6 ms / p99 60 ms on SQLite and 16 / 38 ms on
-  PostgreSQL (targets 2 / 20 ms); at 10–25 % the p50 is 3 ms. At these rates each commit batch
-  is small, so the fixed cost per batch (the hop to the writer thread and back, the futures,
-  the GIL hand-over on one core) is paid per few messages; the p99 is a batch that waited
-  behind a WAL checkpoint or a long loop turn.
-- **Fan-out** costs ~6 µs of server CPU per delivery on SQLite (the event is encoded once;
-  the bytes are written to each member's socket at the end of the loop turn, so a socket that
-  gets four events in one turn costs one `send()`): 175k deliveries/s to 500 members with p99
-  29 ms. On PostgreSQL ~75k: the hub reads other processes' commits from the database, and its
-  asyncpg round trips share the core. The fan-out receivers in the harness count stamps in the
-  raw byte stream (their Python frame parser was the ceiling at ~125k/s).
-- **Idle sockets cost ~12 KiB each** (19,000 held): picows' protocol, transport and 2 KiB read
-  buffer, our socket and connection objects; once live an idle socket holds no task, queue,
-  timer or database query (a fresh socket goes live at the hub's position without reading
-  storage). uvicorn's engine costs ~32 KiB.
-- **Catch-up of 10k messages**: p99 286 ms on SQLite (target 300, met after two fixes: sync
-  reads each conversation's `(stream_id, pos)` range and merges instead of sorting every later
-  event for every page, and `/sync` answers with bytes orjson encoded once — FastAPI's response
-  model walked and re-validated 1,000 events per page, about half the time). PostgreSQL: ~32 µs
-  per event (553 ms for 17k). What is left is Python per event: SQLAlchemy rows → `StoredEvent`
-  → dict; rows from the raw driver with the stored JSON passed through (`orjson.Fragment`)
-  would take most of it away.
-- **The HTTP send costs ~1.6–1.8 ms CPU** (~600 req/s): ten ASGI layers and several SQLAlchemy
-  round trips through the aiosqlite thread (the bearer token is looked up in the database on
-  every request) before the same writer. A short-lived token cache invalidated over the bus,
-  and a raw-ASGI route for `POST …/messages` like the WebSocket's, are the next steps.
+- **The WebSocket send path costs ~0.05–0.057 ms CPU per message on SQLite and ~0.04–0.052 ms on
+  PostgreSQL** (17–20k and 12.7–16.8k msg/s on one core; target ≤0.05 ms and ≥20k/s: met in
+  the best runs, not in every run). `perf` puts ~60 % of the server's CPU in the Python
+  interpreter (the loop thread ~45 %, the SQLite thread ~15 %), ~15 % in SQLite itself, ~10 %
+  in the kernel; uvloop, picows and orjson together are under 5 %. So what is left is Python
+  per message: validation, the cached access and block checks, the event object, the ack and
+  the event frame (each encoded once), the hub's push. What moved it this round: the cycle
+  collector (~4 % of the CPU, and the longest pauses: frozen out and run every 50,000
+  allocations), replies called by the writer instead of a future per send, the retry index
+  keyed `(client_txn_id, device_id)` (batch CPU −13–16 % interleaved, WAL 11.4 → 7.5 KB per
+  message in the batch benchmark), a commit connection kept between batches (a checkout, its
+  ping and its rollback cost more than a one-message batch), and on PostgreSQL the
+  transaction-id look-up taken off the common path (see below).
+- **Tried and dropped, on the numbers.** A multi-row `INSERT … VALUES (…), (…)` per batch
+  instead of `executemany`: the events insert doubled in CPU (27 vs 14 µs a message,
+  interleaved). Committing small SQLite batches on the loop's own thread: fewer context
+  switches at low load (6 → 1 per message) but 13.5k vs 17.0k msg/s at the maximum (five
+  alternations): while the loop commits it reads no sockets, so the next batch is small too.
+  `sys.setswitchinterval` 0.5 ms–50 ms: the default 5 ms was best. GIL hand-overs are not
+  the cost: 0.01–0.1 context switches per message at the maximum.
+- **PostgreSQL.** Each batch used to look its transaction ids up with an `unnest` join before
+  inserting. Once PostgreSQL switched that prepared statement to a generic plan (after five
+  runs; it cannot see the array's length), every later commit took ~50 ms: after a run of large
+  batches the open-loop p50 was 40–57 ms at 10 % load and the fan-out fell from ~150k to 20k
+  deliveries/s. The batch now inserts optimistically, as on SQLite (a retry hits the unique
+  index and the batch runs again with the look-up, planned each time): 8.3k → 12.7–16.8k msg/s,
+  and the PostgreSQL backend spends 0.03 ms a message.
+- **Latency at 50 % of the maximum**: p50 2.4 ms / p99 63 ms on SQLite (p50 2.4–15.6 ms across
+  runs), 12.9 / 32 ms on PostgreSQL (7.8 / 13 ms in a separate run); targets 2 / 20 ms. Below
+  the maximum every message costs more: 0.055 ms at the maximum, 0.11–0.14 ms at 50 %,
+  0.4–0.5 ms at 10 % (the same code path; small batches pay the hop to the SQLite thread and
+  back, one read and one `send()` per message, and on this guest a vCPU that idles between
+  messages comes back to cold caches). So "50 % load" keeps the core ~90 % busy and the p99 is
+  queueing. The closed-loop p99 at the maximum fell from ~100 to 43–75 ms with the collector
+  change.
+- **Fan-out** costs ~4–5 µs of server CPU per delivery (the event is encoded once; bytes
+  written to each member's socket at the end of the loop turn): 233k deliveries/s to 500
+  members on SQLite with p99 20 ms, 150k on PostgreSQL with p99 29 ms. The receivers in the
+  harness count stamps in the raw byte stream.
+- **Idle sockets cost ~12–14 KiB each** (19,000 held): picows' protocol, transport and read
+  buffer, our socket and connection objects; an idle socket holds no task, queue, timer or
+  database query. The larger young generation of the collector adds ~2 KiB per socket on
+  SQLite in this run (12.0 KiB before it).
+- **Catch-up of 10k messages**: p99 392 ms for 9,900 on SQLite (286 ms for 10,135 in the last
+  session's run, on a faster guest: Synapse's and ejabberd's catch-up took 29 % and 61 % longer
+  here too), 519 ms for 15k on PostgreSQL: ~35–40 µs of Python per event (SQLAlchemy rows →
+  `StoredEvent` → dict → orjson). Rows from the raw driver with the stored JSON passed through
+  (`orjson.Fragment`) would take most of it away. The harness's fill still overshoots the
+  count on PostgreSQL.
+- **The HTTP send costs ~1.2–1.8 ms CPU** (520–860 req/s): ten ASGI layers and the bearer
+  token looked up in the database on every request, before the same writer. A short-lived
+  token cache invalidated over the bus and a raw-ASGI route for `POST …/messages` are next.
 """
 
 
