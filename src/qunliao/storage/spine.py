@@ -94,7 +94,7 @@ events = Table(
 MESSAGE = "message"
 
 
-@dataclass
+@dataclass(slots=True)
 class NewEvent:
     stream_id: str
     type: str
@@ -109,7 +109,9 @@ class NewEvent:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, 3.7 µs per event
+# against 0.4 µs, paid for every message sent and every event read. Nothing mutates one.
+@dataclass(slots=True)
 class StoredEvent:
     pos: int
     stream_id: str
@@ -164,6 +166,7 @@ def _dumps(value: Any) -> str | None:
 
 
 def row_to_event(row: Any) -> StoredEvent:
+    """From a row with the EVENT_COLUMNS (looked up by name: any column order works)."""
     m = row._mapping
     return StoredEvent(
         pos=m["pos"],
@@ -180,6 +183,26 @@ def row_to_event(row: Any) -> StoredEvent:
         edited_at=m["edited_at"],
         recalled_at=m["recalled_at"],
         data=_loads(m["data"]) or {},
+    )
+
+
+def values_to_event(v: Sequence[Any]) -> StoredEvent:
+    """From a row selected as exactly EVENT_COLUMNS, by position (the read paths' hot loop)."""
+    return StoredEvent(
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4],
+        v[5],
+        v[6],
+        v[7],
+        _loads(v[8]),
+        v[9],
+        _loads(v[10]),
+        v[11],
+        v[12],
+        _loads(v[13]) or {},
     )
 
 
@@ -582,7 +605,7 @@ async def events_for_user(
             arms.append(arm.order_by(events.c.pos).limit(limit).subquery().select())
         merged = union_all(*arms).subquery() if len(arms) > 1 else arms[0].subquery()
         rows = await conn.execute(select(merged).order_by(merged.c.pos).limit(limit))
-        page = [row_to_event(r) for r in rows]
+        page = [values_to_event(r) for r in rows]
         found = page if not found else sorted(found + page, key=_by_pos)[:limit]
     if len(found) == limit:
         return found, found[-1].pos
@@ -598,7 +621,7 @@ async def events_after(conn: AsyncConnection, after_pos: int, limit: int) -> lis
     rows = await conn.execute(
         select(*EVENT_COLUMNS).where(events.c.pos > after_pos).order_by(events.c.pos).limit(limit)
     )
-    return [row_to_event(r) for r in rows]
+    return [values_to_event(r) for r in rows]
 
 
 async def message_history(
@@ -618,7 +641,7 @@ async def message_history(
     if max_seq is not None:
         query = query.where(events.c.seq <= max_seq)
     rows = await conn.execute(query.order_by(events.c.seq.desc()).limit(limit))
-    return [row_to_event(r) for r in rows]
+    return [values_to_event(r) for r in rows]
 
 
 async def get_message(conn: AsyncConnection, stream_id: str, message_id: str) -> StoredEvent | None:

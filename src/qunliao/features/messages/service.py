@@ -24,7 +24,7 @@ MAX_TXN_ID = 128
 MAX_MENTIONS = 100
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # built per send: not frozen, which costs a __setattr__ per field
 class SendRequest:
     conversation_id: str
     client_txn_id: str
