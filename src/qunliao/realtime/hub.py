@@ -265,16 +265,14 @@ class Hub:
             if event.type in CHANGE_TYPES:
                 for observer in self._observers:
                     observer(event.stream_id)
+            if event.type in MEMBERSHIP_TYPES:
+                self._visibility.pop(event.stream_id, None)
             if self.connections:
-                if event.type in MEMBERSHIP_TYPES:
-                    self._visibility.pop(event.stream_id, None)
                 # A coroutine per event only when the members are not cached.
                 visibility = self._cached_members(event.stream_id)
                 if visibility is None:
                     visibility = await self._members(event.stream_id)
                 self._fan_out(event, visibility)
-            elif event.type in MEMBERSHIP_TYPES:
-                self._visibility.pop(event.stream_id, None)
             self.pos = event.pos
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()

@@ -88,10 +88,7 @@ class Database:
             # It is held, not pooled: a checkout and its reset (a rollback) per transaction cost
             # more than a one-message commit batch.
             self.write_engine = create_async_engine(
-                async_url(self.url),
-                pool_size=1,
-                max_overflow=0,
-                pool_timeout=30,
+                async_url(self.url), pool_size=1, max_overflow=0, pool_timeout=30
             )
             self.read_engine = create_async_engine(
                 async_url(self.url), pool_size=4, max_overflow=4, pool_timeout=30
@@ -156,12 +153,19 @@ class Database:
             async with self.write_engine.connect() as conn:
                 yield conn
             return
+        async with self._kept(drop_on_error=False) as held:
+            yield held
+
+    @asynccontextmanager
+    async def _kept(self, *, drop_on_error: bool) -> AsyncIterator[AsyncConnection]:
+        """The kept connection, under the write lock. Given up when it broke, or on any error
+        with `drop_on_error` (the batch cannot tell a broken connection from a failed batch)."""
         async with self._write_lock:
             held = await self._hold()
             try:
                 yield held
             except BaseException:
-                if held.invalidated:
+                if drop_on_error or held.invalidated:
                     await self._drop_held(broken=True)
                 raise
 
@@ -192,13 +196,8 @@ class Database:
         on return) for each. On an error it is given up, and the next batch opens a new one.
         The batch runs its own transaction on it.
         """
-        async with self._write_lock:  # SQLite: the write lock; PostgreSQL: one batch at a time
-            await self._hold()
-            try:
-                yield self._held_driver
-            except BaseException:
-                await self._drop_held(broken=True)
-                raise
+        async with self._kept(drop_on_error=True):  # PostgreSQL: one batch at a time
+            yield self._held_driver
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:

@@ -64,17 +64,6 @@ def read_moves(stored: Sequence[spine.StoredEvent]) -> list[tuple[int, str, str]
     return [(seq, stream, user) for (stream, user), seq in newest.items()]
 
 
-def _event(values: Sequence[Any]) -> spine.StoredEvent:
-    return spine.row_to_event(_Row(dict(zip(_EVENT_FIELDS, values, strict=False))))
-
-
-class _Row:
-    """Adapts a plain mapping to what spine.row_to_event reads."""
-
-    def __init__(self, mapping: dict[str, Any]) -> None:
-        self._mapping = mapping
-
-
 # ---------------------------------------------------------------- SQLite
 
 
@@ -109,7 +98,7 @@ def _sqlite_batch_once(
             for key in {k for k in map(txn_key, events) if k is not None}:
                 row = conn.execute(lookup, key).fetchone()
                 if row is not None:
-                    existing[key] = _event(row)
+                    existing[key] = spine.values_to_event(row)
         fresh = select_fresh(events, existing)
         new = [events[i] for i in fresh]
         stored: list[spine.StoredEvent] = []
@@ -210,7 +199,7 @@ class PostgresBatchWriter:
             )
             for row in rows:
                 values = tuple(row)
-                existing[(values[-2], values[-1])] = _event(values[:-2])
+                existing[(values[-2], values[-1])] = spine.values_to_event(values[:-2])
         fresh = select_fresh(events, existing)
         new = [events[i] for i in fresh]
         if not new:
