@@ -1,10 +1,12 @@
 """The SQLite group-commit batch alone: CPU per message, and where the wall time goes.
 
     .venv/bin/python -m bench.sqlite_batch [--batch 100] [--batches 200] [--random-keys]
+        [--page-size 2048]
 
 Runs `storage/fast_append._sqlite_batch` on a fresh, migrated database in /tmp with 64 direct
 conversations (run it under `taskset -c 0` for steadier numbers). `--random-keys` uses random
-message and transaction ids, as before ids started with the time.
+message and transaction ids, as before ids started with the time; `--page-size 4096` is SQLite's
+default (what databases created before 2 KiB pages have).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 from qunliao.core.ids import IdGenerator
 from qunliao.storage import fast_append, spine
-from qunliao.storage.migrate import migrate_sync
+from qunliao.storage.migrate import SQLITE_PAGE_SIZE, migrate_sync
 
 STREAMS = [f"d_{i:04d}" for i in range(64)]
 
@@ -69,8 +71,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--random-keys", action="store_true")
+    parser.add_argument("--page-size", type=int, default=SQLITE_PAGE_SIZE)
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="qunliao-sqlite-batch-")) / "q.db"
+    with sqlite3.connect(path) as fresh:  # before the schema: the page size is fixed then
+        fresh.execute(f"PRAGMA page_size = {args.page_size}")
+        fresh.execute("PRAGMA journal_mode = WAL")
     migrate_sync(f"sqlite:///{path}")
     conn = sqlite3.connect(path, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):
@@ -109,13 +115,19 @@ def main() -> None:
     for _ in range(20):  # warm-up
         fast_append._sqlite_batch(conn, batch(), 1)
     work = [batch() for _ in range(args.batches)]
+    wal = path.with_name("q.db-wal")
+    wal_before = wal.stat().st_size
     began = time.process_time()
     for events in work:
         fast_append._sqlite_batch(conn, events, 1)
     cpu = time.process_time() - began
     n = args.batch * args.batches
     keys = "random" if args.random_keys else "time-ordered"
-    print(f"batch {args.batch}, {keys} keys: {cpu / n * 1e6:.1f} µs CPU per message")
+    wal_kib = (wal.stat().st_size - wal_before) / n / 1024
+    print(
+        f"batch {args.batch}, {keys} keys, {args.page_size} B pages: "
+        f"{cpu / n * 1e6:.1f} µs CPU and {wal_kib:.1f} KiB of WAL per message"
+    )
     spent: Counter[str] = Counter()
     timed = Timed(conn, spent)
     for events in [batch() for _ in range(args.batches)]:

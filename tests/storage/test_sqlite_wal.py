@@ -1,0 +1,95 @@
+"""SQLite's WAL under steady writes: checkpoints let it start over, so it stays small."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from qunliao.storage import db as db_module
+from qunliao.storage.migrate import SQLITE_PAGE_SIZE, migrate, migrate_sync
+from tests.storage.test_spine import _message, _writer
+
+
+def _wal_frames(path: Path) -> int:
+    """Frames in use in the WAL (they count from 0 again after the WAL started over).
+
+    It asks by running a checkpoint: only where nothing writes meanwhile."""
+    conn = sqlite3.connect(path)
+    try:
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1])
+    finally:
+        conn.close()
+
+
+async def test_the_wal_stays_small_under_steady_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_module, "CHECKPOINT_INTERVAL_S", 0.02)
+    path = tmp_path / "q.db"
+    wal = path.with_name("q.db-wal")
+    url = f"sqlite:///{path}"
+    await migrate(url)
+    async with _writer(url) as (writer, committed):
+        sizes: list[int] = []
+
+        async def sender(k: int) -> None:  # 20 of them: a send is always waiting for a batch
+            for i in range(100):
+                await writer.submit(_message("c_a", f"消息 {k}.{i} " + "字" * 200))
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(0.01)
+                sizes.append(wal.stat().st_size)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(sender(k) for k in range(20)))
+        watcher.cancel()
+    assert len(committed) == 2000
+    # The file is the WAL's high-water mark: had the WAL never started over, it would have
+    # grown with every batch to the end.
+    quarter = sizes[len(sizes) // 4]
+    assert sizes[-1] < 2 * quarter, (quarter, sizes[-1])
+
+
+async def test_a_checkpoint_copies_everything_and_the_next_write_starts_the_wal_over(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "q.db"
+    url = f"sqlite:///{path}"
+    await migrate(url)
+    async with _writer(url) as (writer, _committed):
+        for i in range(50):
+            await writer.submit(_message("c_a", f"hello {i}"))
+        assert _wal_frames(path) >= 50
+        await writer._db.checkpoint()
+        await writer.submit(_message("c_a", "after"))
+        assert _wal_frames(path) < 20
+
+
+def test_new_sqlite_databases_use_small_pages(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    migrate_sync(f"sqlite:///{path}")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE == 2048
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_an_existing_database_keeps_its_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE before_us (x INTEGER)")  # created with SQLite's default
+    conn.close()
+    migrate_sync(f"sqlite:///{path}")
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    finally:
+        conn.close()
