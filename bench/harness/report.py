@@ -151,7 +151,12 @@ def rows(results: dict[str, Any]) -> list[Row]:
             "lower",
         )
     for backend, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
-        for field, name, target in (("p50", "p50", "≤2"), ("p99", "p99", "≤20")):
+        for field, name, target in (
+            ("p50", "p50", "≤2"),
+            ("p99", "p99", "≤20"),
+            ("floor_p50", "p50 of the load client alone (echo server)", "—"),
+            ("floor_p99", "p99 of the load client alone (echo server)", "—"),
+        ):
             out.append(_half_row(results, backend, label, field, name, target))
     for backend, label in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
         add(

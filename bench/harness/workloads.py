@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.harness import loadgen
@@ -26,6 +28,8 @@ from bench.harness.common import (
 )
 
 SWEEP = (0.1, 0.25, 0.5, 0.75, 0.9)
+# Protocols the echo server answers like the server would (one ack frame per send frame).
+ECHO_LIKE = ("qunliao-ws",)
 
 
 class Config:
@@ -75,8 +79,9 @@ def _line(label: str, s: dict[str, Any]) -> None:
     )
 
 
-def client_limit(cfg: type[Config]) -> dict[str, Any]:
-    """The load client's own ceiling against a do-nothing WebSocket server on the server core."""
+@contextmanager
+def _echo_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A do-nothing WebSocket server on the server core (bench/harness/echo.py)."""
     port = free_port()
     proc = subprocess.Popen(
         pinned([str(PYTHON), "-m", "bench.harness.echo", str(port)]),
@@ -86,16 +91,35 @@ def client_limit(cfg: type[Config]) -> dict[str, Any]:
     try:
         if not wait_until(lambda: _tcp_open(port), 15):
             raise RuntimeError("echo server did not start")
-        targets = [{"proto": "echo-ws", "path": "/", "conversation_id": "c"}] * (
-            cfg.client_procs * cfg.conns
-        )
-        out = loadgen.run_load(_specs(port, targets, cfg.client_procs, cfg), proc.pid)
-        s = loadgen.summarize(out)
+        yield port, proc
     finally:
         stop(proc)
+
+
+def _echo_targets(n: int) -> list[dict[str, Any]]:
+    return [{"proto": "echo-ws", "path": "/", "conversation_id": "c"}] * n
+
+
+def client_limit(cfg: type[Config]) -> dict[str, Any]:
+    """The load client's own ceiling against a do-nothing WebSocket server on the server core."""
+    n = cfg.client_procs * cfg.conns
+    with _echo_server() as (port, proc):
+        out = loadgen.run_load(_specs(port, _echo_targets(n), cfg.client_procs, cfg), proc.pid)
+        s = loadgen.summarize(out)
     _line("client ceiling (echo server)", s)
     save_result("client", "ws_max", s)
     return s
+
+
+def client_floor(rate: float, conns: int, cfg: type[Config], seconds: float) -> dict[str, Any]:
+    """The load client's own latency at an open-loop rate, against the echo server: what a
+    server that answered instantly would show (the generator sends on a ~1 ms tick)."""
+    with _echo_server() as (port, proc):
+        specs = _specs(
+            port, _echo_targets(conns), cfg.client_procs, cfg,
+            mode="open", rate=rate, warmup=1.0, seconds=seconds,
+        )  # fmt: skip
+        return loadgen.summarize(loadgen.run_load(specs, proc.pid))
 
 
 def _tcp_open(port: int) -> bool:
@@ -154,6 +178,10 @@ def sweep(
         s["offered"] = rate
         s["fraction"] = frac
         _line(f"{server.name}/{server.backend} open {frac:.0%} ({rate:.0f}/s)", s)
+        if frac == 0.5 and proto in ECHO_LIKE:
+            floor = client_floor(rate, n, cfg, max(3.0, cfg.seconds * 0.8))
+            s["floor_p50_ms"], s["floor_p99_ms"] = floor["p50_ms"], floor["p99_ms"]
+            _line("  the load client alone at that rate (echo server)", floor)
         points.append(s)
     save_result(server.name, f"sweep@{server.backend}", {"points": points, "proto": proto})
     return points
