@@ -110,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     backends = [b for b in args.backends.split(",") if b]
     todo = {x for x in args.workloads.split(",") if x}
     WORK.mkdir(parents=True, exist_ok=True)
-    if args.fresh and RESULTS.exists():
-        RESULTS.unlink()
+    if args.fresh:  # the page lists the runs its results came from: none before this one
+        RESULTS.unlink(missing_ok=True)
+        (WORK / "runs.txt").unlink(missing_ok=True)
     limit = raise_nofile()
     pin_self_to_client_core()
     began = time.monotonic()

@@ -498,69 +498,57 @@ Work directories and raw results (`results.json`) live under `/tmp/qunliao-bench
 
 NOTES = """\
 From `python -m bench.harness.profile --workload ws|fanout` (py-spy), `perf record -e cpu-clock`
-on `qunliao serve` (which library the CPU is spent in), per-thread CPU from
-`/proc/<pid>/task/*/stat`, microbenchmarks that interleave the old and the new code in one
-process (`bench/sqlite_batch.py` and the like), and the server-CPU and switches columns of the
-harness. This machine is a shared KVM guest: the same loop of Python runs 38–68 ms on one
-core from one moment to the next, and the two cores are not slowed together, so a harness run
-moves ±20–25 % with no change to the code (the same build gave 11.6k–19.9k msg/s within an
-hour). Compare rows of one run; decide changes with interleaved microbenchmarks.
+on `qunliao serve` (which library and which system call the CPU is spent in), per-thread CPU
+from `/proc/<pid>/task/*/stat`, `bench/sqlite_batch.py` and `bench/catchup.py`, and the
+server-CPU and switches columns of the harness. This machine is a shared KVM guest: a harness
+run moves ±15–25 % with no change to the code (ws sends 27.2k and 31.5k msg/s in two runs of
+one build within ten minutes). Compare rows of one run.
 
-- **The WebSocket send path costs ~0.05–0.057 ms CPU per message on SQLite and ~0.04–0.052 ms on
-  PostgreSQL** (17–20k and 12.7–16.8k msg/s on one core; target ≤0.05 ms and ≥20k/s: met in
-  the best runs, not in every run). `perf` puts ~60 % of the server's CPU in the Python
-  interpreter (the loop thread ~45 %, the SQLite thread ~15 %), ~15 % in SQLite itself, ~10 %
-  in the kernel; uvloop, picows and orjson together are under 5 %. So what is left is Python
-  per message: validation, the cached access and block checks, the event object, the ack and
-  the event frame (each encoded once), the hub's push. What moved it this round: the cycle
-  collector (~4 % of the CPU, and the longest pauses: frozen out and run every 50,000
-  allocations), replies called by the writer instead of a future per send, the retry index
-  keyed `(client_txn_id, device_id)` (batch CPU −13–16 % interleaved, WAL 11.4 → 7.5 KB per
-  message in the batch benchmark), a commit connection kept between batches (a checkout, its
-  ping and its rollback cost more than a one-message batch), and on PostgreSQL the
-  transaction-id look-up taken off the common path (see below). After the run on this page
-  (so not in its numbers): the event objects are slotted dataclasses instead of frozen ones
-  (a frozen `__init__` costs 3.7 µs against 0.4 µs, per message sent and per event read), and
-  reads build events by position rather than through SQLAlchemy's row mapping.
-- **Tried and dropped, on the numbers.** A multi-row `INSERT … VALUES (…), (…)` per batch
-  instead of `executemany`: the events insert doubled in CPU (27 vs 14 µs a message,
-  interleaved). Committing small SQLite batches on the loop's own thread: fewer context
-  switches at low load (6 → 1 per message) but 13.5k vs 17.0k msg/s at the maximum (five
-  alternations): while the loop commits it reads no sockets, so the next batch is small too.
-  `sys.setswitchinterval` 0.5 ms–50 ms: the default 5 ms was best. GIL hand-overs are not
-  the cost: 0.01–0.1 context switches per message at the maximum.
-- **PostgreSQL.** Each batch used to look its transaction ids up with an `unnest` join before
-  inserting. Once PostgreSQL switched that prepared statement to a generic plan (after five
-  runs; it cannot see the array's length), every later commit took ~50 ms: after a run of large
-  batches the open-loop p50 was 40–57 ms at 10 % load and the fan-out fell from ~150k to 20k
-  deliveries/s. The batch now inserts optimistically, as on SQLite (a retry hits the unique
-  index and the batch runs again with the look-up, planned each time): 8.3k → 12.7–16.8k msg/s,
-  and the PostgreSQL backend spends 0.03 ms a message.
-- **Latency at 50 % of the maximum**: p50 2.4 ms / p99 63 ms on SQLite (p50 2.4–15.6 ms across
-  runs), 12.9 / 32 ms on PostgreSQL (7.8 / 13 ms in a separate run); targets 2 / 20 ms. Below
-  the maximum every message costs more: 0.055 ms at the maximum, 0.11–0.14 ms at 50 %,
-  0.4–0.5 ms at 10 % (the same code path; small batches pay the hop to the SQLite thread and
-  back, one read and one `send()` per message, and on this guest a vCPU that idles between
-  messages comes back to cold caches). So "50 % load" keeps the core ~90 % busy and the p99 is
-  queueing. The closed-loop p99 at the maximum fell from ~100 to 43–75 ms with the collector
-  change.
-- **Fan-out** costs ~4–5 µs of server CPU per delivery (the event is encoded once; bytes
-  written to each member's socket at the end of the loop turn): 233k deliveries/s to 500
-  members on SQLite with p99 20 ms, 150k on PostgreSQL with p99 29 ms. The receivers in the
-  harness count stamps in the raw byte stream.
-- **Idle sockets cost ~12–14 KiB each** (19,000 held): picows' protocol, transport and read
-  buffer, our socket and connection objects; an idle socket holds no task, queue, timer or
-  database query. The larger young generation of the collector adds ~2 KiB per socket on
-  SQLite in this run (12.0 KiB before it).
-- **Catch-up of 10k messages**: p99 392 ms for 9,900 on SQLite (286 ms for 10,135 in the last
-  session's run, on a faster guest: Synapse's and ejabberd's catch-up took 29 % and 61 % longer
-  here too), 519 ms for 15k on PostgreSQL: ~35–40 µs of Python per event (SQLAlchemy rows →
-  `StoredEvent` → dict → orjson). Rows from the raw driver with the stored JSON passed through
-  (`orjson.Fragment`) would take most of it away. The harness's fill still overshoots the
-  count on PostgreSQL.
-- **The HTTP send costs ~1.2–1.8 ms CPU** (520–860 req/s): ten ASGI layers and the bearer
+- **The SQLite WAL never started over.** A passive checkpoint beside a writer that never
+  pauses never completes, and only a completed one lets the next write reuse the WAL from its
+  beginning: the WAL grew by ~1 GB a minute at 11k msg/s, every write extended the file, and
+  `perf` put 24 % of the server's CPU in the kernel zeroing new file pages. Now passes beside
+  the writer copy the bulk, and a last one on the write connection, with writes held for its
+  few ms, completes the checkpoint (every 0.25 s). At 11k msg/s open loop: p50 12 → 2.2 ms,
+  p99 92 → 19–32 ms; the closed-loop maximum went from 23–27k to 27–34k msg/s.
+- **Smaller pages.** A commit writes every page it changed to the WAL whole, and a message
+  changes a leaf of each index of its conversation: in small batches that is 11.5 KiB of WAL
+  per message with 4 KiB pages, 7.7 KiB with 2 KiB pages (`bench/sqlite_batch.py --batch 10`);
+  new databases use 2 KiB pages. CPU per message is within ±7 %, catch-up unchanged.
+- **Where the CPU goes** (~0.03 ms a message at the maximum): the loop thread ~55 %, the
+  SQLite thread ~40 %. `perf`: the CPython interpreter ~40 %, the kernel ~35 % (socket
+  reads and writes, WAL writes, futex hand-overs), SQLite ~14 %; uvloop, picows and orjson
+  together under 4 %. What is left is Python per message: validation, the cached access and
+  block checks, the event object, the ack and the event frame (each encoded once), the hub.
+- **Latency below the maximum is bounded by batch size.** The same send costs 0.03 ms at the
+  closed-loop maximum (batches of 150–230), 0.05 ms at 20k/s open loop (batches of ~40),
+  0.065–0.07 ms at 13–15k/s (batches of ~11) and 0.2 ms at 3k/s: small batches write more WAL
+  per message, pay the hop to the SQLite thread and back, and every message costs its own
+  socket read and `send()`. So at "50 %" of the closed-loop maximum the core is ~95 % busy and
+  the p99 is a queue behind a checkpoint or a slow disk flush. Pacing commits (≥1–2 ms apart,
+  for batches to grow) took ~10 % off the CPU at 15k/s but added ~1 ms to p50 and did not
+  steady the p99 over five alternations: dropped.
+- **The load client's own latency** is in the table: against the do-nothing echo server at the
+  same rate the generator alone shows p50 ~0.9 ms and p99 ~1.8 ms (it sends on a ~1 ms tick,
+  and a send is late from its intended time until the tick). So of qunliao's p50 at 50 %
+  load, ~0.9 ms is the generator.
+- **PostgreSQL** (no WAL of ours to manage): 0.021 ms a message in the gateway (the commit's
+  work is in the PostgreSQL backend), a lower p99 at 50 % load than SQLite in this run, but a
+  higher p50 (a commit is a network round trip and a WAL flush).
+- **Catch-up** of 10k missed messages is ~12 µs of server work per event in process
+  (`bench/catchup.py`: read, shape, encode 10,000 events in 117–123 ms); over HTTP with ten
+  pages of 1,000 the p99 is under 300 ms on both databases.
+- **Tried and dropped earlier, on the numbers:** a multi-row `INSERT … VALUES` (2× the CPU of
+  `executemany`), committing small SQLite batches on the loop thread (fewer switches, a lower
+  maximum), `sys.setswitchinterval` (the default was best), pacing commits (above).
+- **Out of reach in one CPython process: ≥500× Synapse.** Synapse sends 90–130 messages/s here,
+  so 500× is 45–64k/s on one core, ≤0.02 ms of CPU a message, of which the kernel's socket and
+  file work alone is ~0.01 ms. Moving the per-message Python (frame validation, the event
+  object, ack building) into a compiled extension, or several gateway processes on
+  PostgreSQL, would; this design leaves room for both.
+- **The HTTP send costs ~0.7–1.0 ms CPU** (960–1,400 req/s): ten ASGI layers and the bearer
   token looked up in the database on every request, before the same writer. A short-lived
-  token cache invalidated over the bus and a raw-ASGI route for `POST …/messages` are next.
+  token cache invalidated over the bus is next.
 """
 
 
