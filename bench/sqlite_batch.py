@@ -22,7 +22,7 @@ from typing import Any
 
 from qunliao.core.ids import IdGenerator
 from qunliao.storage import fast_append, spine
-from qunliao.storage.migrate import SQLITE_PAGE_SIZE, migrate_sync
+from qunliao.storage.migrate import SQLITE_PAGE_SIZE, create_sqlite, migrate_sync
 
 STREAMS = [f"d_{i:04d}" for i in range(64)]
 
@@ -74,9 +74,7 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=SQLITE_PAGE_SIZE)
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="qunliao-sqlite-batch-")) / "q.db"
-    with sqlite3.connect(path) as fresh:  # before the schema: the page size is fixed then
-        fresh.execute(f"PRAGMA page_size = {args.page_size}")
-        fresh.execute("PRAGMA journal_mode = WAL")
+    create_sqlite(path, args.page_size)  # before the schema: the page size is fixed then
     migrate_sync(f"sqlite:///{path}")
     conn = sqlite3.connect(path, check_same_thread=False)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "wal_autocheckpoint=0"):

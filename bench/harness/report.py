@@ -514,7 +514,8 @@ one build within ten minutes). Compare rows of one run.
 - **Smaller pages.** A commit writes every page it changed to the WAL whole, and a message
   changes a leaf of each index of its conversation: in small batches that is 11.5 KiB of WAL
   per message with 4 KiB pages, 7.7 KiB with 2 KiB pages (`bench/sqlite_batch.py --batch 10`);
-  new databases use 2 KiB pages. CPU per message is within ±7 %, catch-up unchanged.
+  new databases use 2 KiB pages. CPU per message is the same within this machine's noise
+  (±10 %), catch-up unchanged.
 - **Where the CPU goes** (~0.03 ms a message at the maximum): the loop thread ~55 %, the
   SQLite thread ~40 %. `perf`: the CPython interpreter ~40 %, the kernel ~35 % (socket
   reads and writes, WAL writes, futex hand-overs), SQLite ~14 %; uvloop, picows and orjson

@@ -100,3 +100,15 @@ def test_an_existing_database_keeps_its_page_size(tmp_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
     finally:
         conn.close()
+
+
+def test_a_new_database_in_the_working_directory_uses_small_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    migrate_sync("sqlite:///here.db")
+    conn = sqlite3.connect(tmp_path / "here.db")
+    try:
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == SQLITE_PAGE_SIZE
+    finally:
+        conn.close()
