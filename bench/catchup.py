@@ -21,14 +21,16 @@ from typing import Any
 
 import orjson
 
+from qunliao.app import build_services
+from qunliao.core.events import NewEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
-from qunliao.features.sync.service import SyncService
-from qunliao.storage import fast_append, spine
-from qunliao.storage.db import Database
+from qunliao.features.conversations import ReadPositions
+from qunliao.settings import Settings
+from qunliao.storage.eventlog.batch import _sqlite_batch
 from qunliao.storage.migrate import migrate_sync
 
-STREAM, READER, WRITER = "d_catchup", "u_reader", "u_writer"
+STREAM, READER, WRITER = "c_catchup", "u_reader", "u_writer"
 
 
 def fill(path: Path, messages: int) -> None:
@@ -49,21 +51,20 @@ def fill(path: Path, messages: int) -> None:
     ids = IdGenerator()
     for start in range(0, messages, 500):
         batch = [
-            spine.NewEvent(
-                stream_id=STREAM, type=spine.MESSAGE, sender_id=WRITER, device_id="v_w",
-                client_txn_id=f"t{i}", message_id=ids.new("m"), msg_type="text",
-                body={"text": f"第 {i} 条消息 message number {i}"},
+            NewEvent(
+                STREAM, "message", WRITER, "v_w", f"t{i}", ids.new("m"),
+                {"msg_type": "text", "body": {"text": f"第 {i} 条消息 message number {i}"}},
             )
             for i in range(start, min(messages, start + 500))
         ]  # fmt: skip
-        fast_append._sqlite_batch(conn, batch, 1)
+        _sqlite_batch(conn, batch, 1, {"message": ReadPositions()})
     conn.close()
 
 
 async def measure(url: str, repeats: int) -> None:
-    db = Database(url)
+    services = build_services(Settings(database_url=url))  # the app's sync, kinds and all
+    db, sync = services.db, services.sync
     await db.start()
-    sync = SyncService(db, None)  # type: ignore[arg-type]  # never long-polls here
     caller = Principal(user_id=READER, device_id="v_r")
     reads: list[float] = []
     totals: list[float] = []

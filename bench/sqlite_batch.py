@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.sqlite_batch [--batch 100] [--batches 200] [--random-keys]
         [--page-size 2048]
 
-Runs `storage/fast_append._sqlite_batch` on a fresh, migrated database in /tmp with 64 direct
+Runs `storage/eventlog/batch._sqlite_batch` on a fresh, migrated database in /tmp with 64 direct
 conversations (run it under `taskset -c 0` for steadier numbers). `--random-keys` uses random
 message and transaction ids, as before ids started with the time; `--page-size 4096` is SQLite's
 default (what databases created before 2 KiB pages have).
@@ -20,8 +20,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from qunliao.core.events import NewEvent
 from qunliao.core.ids import IdGenerator
-from qunliao.storage import fast_append, spine
+from qunliao.features.conversations import ReadPositions
+from qunliao.storage.eventlog.batch import _sqlite_batch
 from qunliao.storage.migrate import SQLITE_PAGE_SIZE, create_sqlite, migrate_sync
 
 STREAMS = [f"d_{i:04d}" for i in range(64)]
@@ -95,7 +97,9 @@ def main() -> None:
     ids = IdGenerator()
     counter = iter(range(1 << 62))
 
-    def batch() -> list[spine.NewEvent]:
+    hooks = {"message": ReadPositions()}
+
+    def batch() -> list[NewEvent]:
         out = []
         for i in range(args.batch):
             stream = STREAMS[i % len(STREAMS)]
@@ -103,21 +107,20 @@ def main() -> None:
                 message_id, txn = "m_" + secrets.token_hex(14), secrets.token_hex(14)
             else:
                 message_id, txn = ids.new("m"), f"{time.time_ns() // 10**6:012x}{next(counter)}"
-            out.append(spine.NewEvent(
-                stream_id=stream, type=spine.MESSAGE, sender_id="u_a" + stream,
-                device_id="v_" + stream, client_txn_id=txn, message_id=message_id,
-                msg_type="text", body={"text": f"你好 hello {i}"},
+            out.append(NewEvent(
+                stream, "message", "u_a" + stream, "v_" + stream, txn, message_id,
+                {"msg_type": "text", "body": {"text": f"你好 hello {i}"}},
             ))  # fmt: skip
         return out
 
     for _ in range(20):  # warm-up
-        fast_append._sqlite_batch(conn, batch(), 1)
+        _sqlite_batch(conn, batch(), 1, hooks)
     work = [batch() for _ in range(args.batches)]
     wal = path.with_name("q.db-wal")
     wal_before = wal.stat().st_size
     began = time.process_time()
     for events in work:
-        fast_append._sqlite_batch(conn, events, 1)
+        _sqlite_batch(conn, events, 1, hooks)
     cpu = time.process_time() - began
     n = args.batch * args.batches
     keys = "random" if args.random_keys else "time-ordered"
@@ -129,7 +132,7 @@ def main() -> None:
     spent: Counter[str] = Counter()
     timed = Timed(conn, spent)
     for events in [batch() for _ in range(args.batches)]:
-        fast_append._sqlite_batch(timed, events, 1)  # type: ignore[arg-type]
+        _sqlite_batch(timed, events, 1, hooks)  # type: ignore[arg-type]
     for what, seconds in spent.most_common():
         print(f"  {seconds / n * 1e6:6.1f} µs/message  {what}")
 

@@ -19,9 +19,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from qunliao import __version__
 from qunliao.core.clock import Clock, SystemClock
 from qunliao.core.errors import ApiError
+from qunliao.core.events import StoredEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
+from qunliao.core.streams import Registry
 from qunliao.features.accounts import api as accounts_api
 from qunliao.features.accounts.service import AccountService
 from qunliao.features.contacts import api as contacts_api
@@ -30,8 +32,9 @@ from qunliao.features.conversations import api as conversations_api
 from qunliao.features.conversations.service import ConversationService
 from qunliao.features.idempotency.api import IdempotencyMiddleware
 from qunliao.features.idempotency.service import IdempotencyService
+from qunliao.features.inbox import InboxService
 from qunliao.features.messages import api as messages_api
-from qunliao.features.messages.service import MessageService
+from qunliao.features.messages.service import MessageService, same_send
 from qunliao.features.sync import api as sync_api
 from qunliao.features.sync.service import SyncService
 from qunliao.metrics import Metrics
@@ -39,11 +42,11 @@ from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
 from qunliao.realtime.fast_ws import STATE_KEY, WebSocketRoute
 from qunliao.realtime.gateway import Gateway, GatewayHandlers
-from qunliao.realtime.hub import Hub, Visibility
+from qunliao.realtime.hub import Hub
 from qunliao.settings import Settings
-from qunliao.storage import spine
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import MessageWriter
+from qunliao.storage.group_commit import GroupCommit
 from qunliao.storage.migrate import migrate
 from qunliao.webclient import mount_web_client
 
@@ -71,23 +74,19 @@ class ORJSONResponse(JSONResponse):
         return orjson.dumps(content)
 
 
-class SpineSource:
-    """What the hub reads: the global event stream and stream membership."""
+class LogSource:
+    """What the hub reads: the whole event log in position order."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def events_after(self, pos: int, limit: int) -> list[spine.StoredEvent]:
+    async def events_after(self, pos: int, limit: int) -> list[StoredEvent]:
         async with self._db.read() as conn:
-            return await spine.events_after(conn, pos, limit)
-
-    async def visibility(self, stream_id: str) -> Visibility:
-        async with self._db.read() as conn:
-            return await spine.stream_visibility(conn, stream_id)
+            return await eventlog.events_after(conn, pos, limit)
 
     async def max_position(self) -> int:
         async with self._db.read() as conn:
-            return await spine.max_position(conn)
+            return await eventlog.max_position(conn)
 
 
 @dataclass
@@ -95,8 +94,9 @@ class Services:
     settings: Settings
     db: Database
     hub: Hub
-    writer: MessageWriter
+    writer: GroupCommit
     gateway: Gateway
+    registry: Registry
     accounts: AccountService
     contacts: ContactService
     conversations: ConversationService
@@ -132,31 +132,39 @@ def build_services(
     ids = ids or IdGenerator()
     metrics = Metrics()
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    registry = Registry()
+    log = eventlog.EventLog(registry.append_hooks)
     hub = Hub(
-        SpineSource(db),
+        LogSource(db),
         make_bus(settings.bus_url),
+        registry,
         poll_interval_s=settings.poll_interval_ms / 1000,
-        now_ms=SystemClock().now_ms,
+        now_ms=clock.now_ms,
         on_lag=metrics.delivery_lag.observe,
     )
 
-    def on_committed(events: Sequence[spine.StoredEvent]) -> None:
+    def on_committed(events: Sequence[StoredEvent]) -> None:
         hub.committed(events)
 
     def on_batch(size: int, seconds: float) -> None:
         metrics.commit_batch.observe(size)
         metrics.commit_seconds.observe(seconds)
 
-    writer = MessageWriter(db, clock, on_committed, on_batch=on_batch)
+    writer = GroupCommit(
+        db, clock, on_committed, hooks=registry.append_hooks, same_send=same_send,
+        on_batch=on_batch,
+    )  # fmt: skip
     limiter = RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst)
     accounts = AccountService(db, clock, ids, hub.revoke_devices, hasher=password_hasher)
-    contacts = ContactService(db, clock, ids, accounts, on_committed)
+    inbox = InboxService(clock, log, on_committed)
+    contacts = ContactService(db, clock, ids, accounts, inbox)
     conversations = ConversationService(
         db,
         clock,
         ids,
         accounts,
         contacts,
+        log,
         on_committed,
         max_group_members=settings.max_group_members,
     )
@@ -167,25 +175,22 @@ def build_services(
         writer,
         conversations,
         contacts,
+        log,
         limiter,
         on_committed,
         hub.broadcast_state,
         recall_window_s=settings.recall_window_s,
         edit_window_s=settings.edit_window_s,
     )
-    hub.observe_changes(conversations.forget_conversation)
-    sync = SyncService(db, hub, observe=metrics.sync_seconds.observe)
+    # The stream kinds, their event types and frames: what sync, the hub and the gateway serve.
+    registry.add_kind(conversations.stream_kind())
+    registry.add_kind(inbox.stream_kind())
+    contacts.register(registry)
+    messages.register(registry)
+    sync = SyncService(db, hub, registry, observe=metrics.sync_seconds.observe)
     gateway = Gateway(
         hub,
-        GatewayHandlers(
-            authenticate=accounts.authenticate,
-            send_now=messages.do_send_now,
-            ack_fields=messages.ack_fields,
-            send=messages.do_send_frame,
-            read=messages.do_read_frame,
-            typing=messages.do_typing_frame,
-            events_for_user=sync.events_for_user,
-        ),
+        GatewayHandlers(accounts.authenticate, sync.events_for_user, registry),
         queue_limit=settings.ws_queue_limit,
         max_connections=settings.max_connections,
         max_per_ip=settings.max_connections_per_ip,
@@ -198,6 +203,7 @@ def build_services(
         hub,
         writer,
         gateway,
+        registry,
         accounts,
         contacts,
         conversations,
@@ -208,7 +214,7 @@ def build_services(
     )
 
 
-def _register_readings(metrics: Metrics, hub: Hub, writer: MessageWriter, gateway: Gateway) -> None:
+def _register_readings(metrics: Metrics, hub: Hub, writer: GroupCommit, gateway: Gateway) -> None:
     metrics.counter("qunliao_messages_committed", "Messages stored by group commit",
                     lambda: writer.committed)  # fmt: skip
     metrics.counter("qunliao_commit_batches", "Group-commit transactions", lambda: writer.batches)

@@ -204,7 +204,7 @@ def bump_positions(
     config: ConfigOpt = None,
 ) -> None:
     """After restoring a backup: move positions past anything clients may have seen."""
-    from qunliao.storage import spine
+    from qunliao.storage import eventlog
     from qunliao.storage.db import Database
 
     settings = _settings(config, database_url=database_url)
@@ -215,7 +215,7 @@ def bump_positions(
         await db.start()
         try:
             async with db.write() as tx:
-                return await spine.bump_positions(tx.conn, by)
+                return await eventlog.bump_positions(tx.conn, by)
         finally:
             await db.close()
 

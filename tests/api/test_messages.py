@@ -142,7 +142,7 @@ async def test_recall_window_and_body_erased(h: Harness) -> None:
     from sqlalchemy import text
 
     async with db.read() as conn:
-        rows = (await conn.execute(text("SELECT body, data FROM events"))).all()
+        rows = (await conn.execute(text("SELECT * FROM events"))).all()
     assert not any("hunter2" in str(row) for row in rows)
 
 

@@ -28,6 +28,7 @@ from multidict import CIMultiDict
 from picows import WSUpgradeRequest
 
 from qunliao.core.principal import Principal
+from qunliao.core.streams import Registry
 from qunliao.core.tokens import encode_sync_token
 from qunliao.realtime import fast_ws
 from qunliao.realtime.fast_ws import STATE_KEY, GatewaySocket, HttpOrWebSocket, WebSocketRoute
@@ -573,14 +574,7 @@ async def test_a_failed_late_resume_does_not_leave_a_silent_socket() -> None:
     async def authenticate(_token: str) -> Principal:
         return Principal(user_id="u", device_id="d")
 
-    async def nothing(*_args: Any) -> Any:
-        return None
-
-    fields: dict[str, Any] = {
-        "authenticate": authenticate, "send_now": lambda *_: False, "ack_fields": dict,
-        "send": nothing, "read": nothing, "typing": nothing, "events_for_user": events_for_user,
-    }  # fmt: skip
-    handlers = GatewayHandlers(**fields)
+    handlers = GatewayHandlers(authenticate, events_for_user, Registry())
     gateway = Gateway(_Hub(), handlers)  # type: ignore[arg-type]
     sock = _Socket()
     served = asyncio.create_task(gateway.endpoint(sock))  # type: ignore[arg-type]

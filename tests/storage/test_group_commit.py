@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from qunliao.storage.group_commit import SendOutcome
-from tests.storage.test_spine import _message, _writer
+from tests.storage.test_eventlog import _message, _writer
 
 
 async def _kill_kept_connection(db: Any) -> None:

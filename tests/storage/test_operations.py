@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from qunliao.storage import spine
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database
 from qunliao.storage.migrate import migrate_sync
 from tests.support.services import database_url
@@ -35,7 +35,7 @@ def test_bump_positions_moves_tokens_and_seqs_forward(tmp_path: Path) -> None:
         await db.start()
         try:
             async with db.read() as conn:
-                return await spine.max_position(conn)
+                return await eventlog.max_position(conn)
         finally:
             await db.close()
 

@@ -12,7 +12,7 @@ import pytest
 
 from qunliao.storage import db as db_module
 from qunliao.storage.migrate import SQLITE_PAGE_SIZE, migrate, migrate_sync
-from tests.storage.test_spine import _message, _writer
+from tests.storage.test_eventlog import _message, _writer
 
 
 def _wal_frames(path: Path) -> int:

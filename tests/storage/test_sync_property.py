@@ -14,9 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qunliao.core.clock import FakeClock
-from qunliao.storage import spine
+from qunliao.core.events import NewEvent
+from qunliao.features.conversations import members
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import MessageWriter
+from qunliao.storage.group_commit import GroupCommit
+from tests.storage.test_eventlog import LOG, events_for_user
 
 _example = itertools.count()
 
@@ -41,7 +44,7 @@ async def _run(url: str, plan: dict) -> None:  # type: ignore[type-arg]
     dbs = [Database(url) for _ in range(writers_wanted)]
     for db in dbs:
         await db.start()
-    writers = [MessageWriter(db, FakeClock(), lambda events: None) for db in dbs]
+    writers = [GroupCommit(db, FakeClock(), lambda events: None) for db in dbs]
     for writer in writers:
         writer.start()
     reader_id = f"reader{run}"
@@ -49,31 +52,25 @@ async def _run(url: str, plan: dict) -> None:  # type: ignore[type-arg]
     try:
         async with dbs[0].write() as tx:
             for stream in streams:
-                await spine.create_stream(tx.conn, stream, "conversation", 0)
-                await spine.join_members(tx.conn, stream, [reader_id], "member", 0, 0)
+                await eventlog.create_stream(tx.conn, stream, "conversation", 0)
+                await members.join_members(tx.conn, stream, [reader_id], "member", 0, 0)
         async with dbs[0].read() as conn:
-            start = await spine.max_position(conn)
+            start = await eventlog.max_position(conn)
 
         async def send(index: int, step: tuple[int, int, bool, int]) -> None:
             writer_index, stream_index, batched, pause = step
             writer_index %= len(dbs)
             stream = streams[stream_index % len(streams)]
             await asyncio.sleep(pause / 1000)
-            event = spine.NewEvent(
-                stream_id=stream,
-                type=spine.MESSAGE,
-                sender_id="u_x",
-                device_id=f"d{run}",
-                client_txn_id=f"t{index}",
-                message_id=f"m_{run}_{index}",
-                msg_type="text",
-                body={"text": str(index)},
-            )
+            event = NewEvent(
+                stream, "message", "u_x", f"d{run}", f"t{index}", f"m_{run}_{index}",
+                {"msg_type": "text", "body": {"text": str(index)}},
+            )  # fmt: skip
             if batched:
                 await writers[writer_index].submit(event)
             else:  # a plain write transaction, as membership changes use
                 async with dbs[writer_index].write() as tx:
-                    await spine.append_events(tx.conn, [event], 0)
+                    await LOG.append(tx, [event], 0)
 
         seen: list[tuple[str, int, int]] = []
         done = asyncio.Event()
@@ -83,9 +80,7 @@ async def _run(url: str, plan: dict) -> None:  # type: ignore[type-arg]
             while True:
                 finished = done.is_set()
                 async with dbs[rng.randrange(len(dbs))].read() as conn:
-                    page, position = await spine.events_for_user(
-                        conn, reader_id, position, plan["page"]
-                    )
+                    page, position = await events_for_user(conn, reader_id, position, plan["page"])
                 seen.extend((e.stream_id, e.seq, e.pos) for e in page)
                 if finished and not page:
                     return
@@ -97,7 +92,7 @@ async def _run(url: str, plan: dict) -> None:  # type: ignore[type-arg]
         await reader
 
         async with dbs[0].read() as conn:
-            truth, _ = await spine.events_for_user(conn, reader_id, start, 10_000)
+            truth, _ = await events_for_user(conn, reader_id, start, 10_000)
         expected = [(e.stream_id, e.seq, e.pos) for e in truth]
         assert len(expected) == len(plan["sends"])
         assert seen == expected  # nothing skipped, nothing twice, global order kept

@@ -3,10 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from typing import Any
 
+from qunliao.core.events import Span, StoredEvent
+from qunliao.core.streams import (
+    EventType,
+    EveryoneSignedIn,
+    Readers,
+    Registry,
+    SpanReaders,
+    StreamKind,
+)
 from qunliao.realtime.bus.memory import MemoryBus
-from qunliao.realtime.hub import Hub, Visibility
-from qunliao.storage.spine import MESSAGE, StoredEvent
+from qunliao.realtime.hub import Hub
+
+
+class _Members:
+    """A conversation-like audience: alice and bob, from the start."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+
+    async def spans(self, conn: Any, user_id: str) -> Sequence[Span]:
+        return []
+
+    async def readers(self, stream_id: str) -> Readers:
+        self.loads += 1
+        return SpanReaders({"u_alice": (0, None), "u_bob": (0, None)})
+
+
+class _Public:
+    async def spans(self, conn: Any, user_id: str) -> Sequence[Span]:
+        return []
+
+    async def readers(self, stream_id: str) -> Readers:
+        return EveryoneSignedIn()
+
+
+def _registry(members: _Members | None = None) -> Registry:
+    registry = Registry()
+    registry.add_kind(
+        StreamKind("chat", "c", members or _Members(),
+                   [EventType("note"), EventType("joined", changes_audience=True)])
+    )  # fmt: skip
+    registry.add_kind(StreamKind("square", "p", _Public(), [EventType("post")]))
+    return registry
 
 
 class _Source:
@@ -17,9 +59,6 @@ class _Source:
     async def events_after(self, pos: int, limit: int) -> list[StoredEvent]:
         self.reads += 1
         return [e for e in self.events if e.pos > pos][:limit]
-
-    async def visibility(self, stream_id: str) -> Visibility:
-        return {"u_alice": (0, None), "u_bob": (0, None)}
 
     async def max_position(self) -> int:
         return 0
@@ -41,12 +80,8 @@ class _Socket:
         self.live = False
 
 
-def _event(pos: int, text: str) -> StoredEvent:
-    return StoredEvent(
-        pos=pos, stream_id="c_1", seq=pos, type=MESSAGE, sent_at=0, sender_id="u_alice",
-        message_id=f"m_{pos}", msg_type="text", body={"text": text}, reply_to=None,
-        mentions=None, edited_at=None, recalled_at=None, data={},
-    )  # fmt: skip
+def _event(pos: int, text: str, stream_id: str = "c_1", type_: str = "note") -> StoredEvent:
+    return StoredEvent(pos, stream_id, pos, type_, 0, "u_alice", None, {"text": text})
 
 
 class _CountingBus(MemoryBus):
@@ -61,7 +96,7 @@ class _CountingBus(MemoryBus):
 
 async def test_own_commits_reach_local_sockets_without_a_read_or_a_bus_round_trip() -> None:
     source, bus = _Source(), _CountingBus()
-    hub = Hub(source, bus, poll_interval_s=30)
+    hub = Hub(source, bus, _registry(), poll_interval_s=30)
     await hub.start()
     try:
         bob = _Socket("u_bob")
@@ -80,7 +115,7 @@ async def test_own_commits_reach_local_sockets_without_a_read_or_a_bus_round_tri
 
 async def test_the_poll_timer_finds_what_no_one_announced() -> None:
     source = _Source()
-    hub = Hub(source, MemoryBus(), poll_interval_s=0.05)
+    hub = Hub(source, MemoryBus(), _registry(), poll_interval_s=0.05)
     await hub.start()
     try:
         bob = _Socket("u_bob")
@@ -91,5 +126,57 @@ async def test_the_poll_timer_finds_what_no_one_announced() -> None:
                 break
             await asyncio.sleep(0.02)
         assert len(bob.got) == 1 and hub.pos == 1
+    finally:
+        await hub.stop()
+
+
+async def test_readers_come_from_the_kind_and_reload_after_an_audience_change() -> None:
+    members = _Members()
+    source = _Source()
+    hub = Hub(source, MemoryBus(), _registry(members), poll_interval_s=30)
+    await hub.start()
+    try:
+        alice, carol = _Socket("u_alice"), _Socket("u_carol")
+        hub.register(alice)
+        hub.register(carol)
+        events = [_event(1, "a"), _event(2, "b"), _event(3, "", type_="joined"), _event(4, "c")]
+        source.events = events
+        hub.committed(events)
+        await hub.wait_past(3, 2.0)
+        assert len(alice.got) == 4 and carol.got == []  # carol is not in the audience
+        assert members.loads == 2  # once, then again after the audience changed
+    finally:
+        await hub.stop()
+
+
+async def test_a_public_kind_reaches_every_local_user_without_listing_its_audience() -> None:
+    source = _Source()
+    hub = Hub(source, MemoryBus(), _registry(), poll_interval_s=30)
+    await hub.start()
+    try:
+        sockets = [_Socket(f"u_{i}") for i in range(5)]
+        for sock in sockets:
+            hub.register(sock)
+        events = [_event(1, "公告", stream_id="p_square", type_="post")]
+        source.events = events
+        hub.committed(events)
+        await hub.wait_past(0, 2.0)
+        assert all(len(sock.got) == 1 for sock in sockets)
+    finally:
+        await hub.stop()
+
+
+async def test_a_stream_of_no_registered_kind_reaches_nobody() -> None:
+    source = _Source()
+    hub = Hub(source, MemoryBus(), _registry(), poll_interval_s=30)
+    await hub.start()
+    try:
+        bob = _Socket("u_bob")
+        hub.register(bob)
+        events = [_event(1, "from a newer version", stream_id="z_1"), _event(2, "hi")]
+        source.events = events
+        hub.committed(events)
+        await hub.wait_past(1, 2.0)
+        assert len(bob.got) == 1 and hub.pos == 2
     finally:
         await hub.stop()

@@ -1,7 +1,8 @@
 """The WebSocket gateway at /api/v1/ws: resume, live push, and the hot send path.
 
-The gateway knows nothing of features: app.py hands it the functions it calls (authenticate,
-send, read, typing, catch-up), so the layers stay one-way.
+The gateway knows nothing of features: app.py hands it authentication and catch-up, and the
+frame types it serves come from the stream kinds' registry (`send`, `read`, `typing` are
+messages'), so the layers stay one-way.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from typing import Any
 import orjson
 
 from qunliao.core.errors import ApiError
+from qunliao.core.events import StoredEvent
 from qunliao.core.principal import Principal
+from qunliao.core.streams import FrameHandler, Registry
 from qunliao.core.tokens import decode_sync_token, encode_sync_token
 from qunliao.realtime.asgi_socket import Disconnected, RawSocket
 from qunliao.realtime.fast_ws import GatewaySocket
-from qunliao.realtime.hub import Hub, encode_event
-from qunliao.storage.spine import StoredEvent
+from qunliao.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -33,19 +35,13 @@ Socket = RawSocket | GatewaySocket
 NOT_JSON = object()
 
 
-@dataclass
+@dataclass(frozen=True)
 class GatewayHandlers:
     authenticate: Callable[[str], Awaitable[Principal | None]]
-    # The hot path: checks from memory and queues the send, calling the reply with the outcome
-    # (which `ack_fields` turns into the ack) or the error after its commit; returns False when
-    # a check needs storage, in which case `send` (a coroutine returning the ack fields) takes
-    # the frame instead.
-    send_now: Callable[[Principal, Frame, Callable[[Any], None]], bool]
-    ack_fields: Callable[[Any], Frame]
-    send: Callable[[Principal, Frame], Awaitable[Frame]]
-    read: Callable[[Principal, Frame], Awaitable[None]]
-    typing: Callable[[Principal, Frame], Awaitable[None]]
+    # (user, after position, limit) → (events, the position read up to): sync's catch-up.
     events_for_user: Callable[[str, int, int], Awaitable[tuple[list[StoredEvent], int]]]
+    # Frame types by name (`send`, `read`, …), each a FrameHandler of some feature.
+    registry: Registry
 
 
 class SocketConnection:
@@ -215,6 +211,7 @@ class Gateway:
         self._ping_interval_s = ping_interval_s
         self._heartbeat: asyncio.Task[None] | None = None
         self._handlers = handlers
+        self._frames = handlers.registry.frames
         self._queue_limit = queue_limit
         self._max_connections = max_connections
         self._max_per_ip = max_per_ip
@@ -382,7 +379,7 @@ class Gateway:
                 conn.user_id, conn.cursor, CATCH_UP_PAGE
             )
             for event in found:
-                await conn.sock.send(encode_event(event))
+                await conn.sock.send(self._hub.encode(event))
                 conn.sent = event.pos
                 if conn.pushed_before_first_frame is not None:
                     conn.pushed_before_first_frame.add(event.stream_id)
@@ -482,7 +479,7 @@ class Gateway:
             conn.send_frame(_error_frame(None, ApiError("conflict", message)))
         else:
             for event in missed:
-                await conn.sock.send(encode_event(event))
+                await conn.sock.send(self._hub.encode(event))
         await self._catch_up(conn)
 
     def _dispatch(
@@ -494,41 +491,42 @@ class Gateway:
             conn.send_frame(_error_frame(None, ApiError("bad_request", message)))
             return
         kind = frame.get("type")
-        if kind == "send":
-            self._send(conn, principal, frame, tasks)
+        handler = self._frames.get(kind) if isinstance(kind, str) else None
+        if handler is not None:
+            self._handle(conn, principal, frame, handler, tasks)
         elif kind == "ping":
             conn.send_frame({"type": "pong"})
-        elif kind in ("read", "typing"):
-            call = self._handlers.read if kind == "read" else self._handlers.typing
-            self._spawn(tasks, self._simple(conn, call(principal, frame)))
         else:
             error = ApiError("bad_request", f"unknown frame type {kind!r}")
             conn.send_frame(_error_frame(frame.get("client_txn_id"), error))
 
-    def _send(
-        self, conn: SocketConnection, principal: Principal, frame: Frame,
+    def _handle(
+        self, conn: SocketConnection, principal: Principal, frame: Frame, handler: FrameHandler,
         tasks: set[asyncio.Task[Any]],
     ) -> None:  # fmt: skip
         txn = frame.get("client_txn_id")
-        try:
-            if self._handlers.send_now(
-                principal, frame, partial(_answer, conn, txn, self._handlers.ack_fields)
-            ):
+        if handler.now is not None:
+            # The hot path: answered from memory and queued, or False when it needs storage.
+            to_frame = handler.result_frame or _same
+            try:
+                if handler.now(principal, frame, partial(_answer, conn, txn, to_frame)):
+                    return
+            except ApiError as exc:
+                conn.send_frame(_error_frame(txn, exc))
                 return
-        except ApiError as exc:
-            conn.send_frame(_error_frame(txn, exc))
-            return
-        self._spawn(tasks, self._send_slowly(conn, principal, frame, txn))
+        self._spawn(tasks, self._call(conn, principal, frame, handler, txn))
 
-    async def _send_slowly(
-        self, conn: SocketConnection, principal: Principal, frame: Frame, txn: Any
-    ) -> None:
-        result: Frame | BaseException
+    async def _call(
+        self, conn: SocketConnection, principal: Principal, frame: Frame, handler: FrameHandler,
+        txn: Any,
+    ) -> None:  # fmt: skip
+        result: Frame | BaseException | None
         try:
-            result = await self._handlers.send(principal, frame)
+            result = await handler.call(principal, frame)
         except Exception as exc:
             result = exc
-        _answer(conn, txn, _same, result)
+        if result is not None:
+            _answer(conn, txn, _same, result)
 
     @staticmethod
     def _spawn(tasks: set[asyncio.Task[Any]], work: Awaitable[None]) -> None:
@@ -536,24 +534,18 @@ class Gateway:
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
-    @staticmethod
-    async def _simple(conn: SocketConnection, work: Awaitable[None]) -> None:
-        try:
-            await work
-        except ApiError as exc:
-            conn.send_frame(_error_frame(None, exc))
 
-
-def _same(fields: Frame) -> Frame:
-    return fields
+def _same(frame: Frame) -> Frame:
+    return frame
 
 
 def _answer(
-    conn: SocketConnection, txn: Any, to_fields: Callable[[Any], Frame], result: Any
+    conn: SocketConnection, txn: Any, to_frame: Callable[[Any], Frame], result: Any
 ) -> None:
-    """The ack (after commit) or the error for one send."""
+    """The answer (an ack, after the commit) or the error for one frame."""
     if not isinstance(result, BaseException):
-        conn.send_frame({"type": "ack", "client_txn_id": txn, **to_fields(result)})
+        frame = to_frame(result)
+        conn.send_frame({"type": frame["type"], "client_txn_id": txn, **frame})
     elif isinstance(result, ApiError):
         conn.send_frame(_error_frame(txn, result))
     else:

@@ -2,7 +2,9 @@
 
 One hub per process. It reads events in `pos` order (from its own commits directly, from the
 database after a bus wake-up, and by polling at a bounded interval in case a wake-up was lost),
-encodes each event once and hands the same text to every connection of every member.
+encodes each event once and hands the same text to every connection allowed it. Who is allowed
+comes from the stream's kind (its audience's `Readers`, cached per stream until an event of a type
+that changes the audience); the hub names no feature and no event type.
 """
 
 from __future__ import annotations
@@ -16,26 +18,30 @@ from typing import Any, Protocol
 
 import orjson
 
+from qunliao.core.events import CURRENT, StoredEvent
+from qunliao.core.streams import Readers, Registry
 from qunliao.core.tokens import encode_sync_token
 from qunliao.realtime.bus import Bus
-from qunliao.storage.spine import StoredEvent
 
 log = logging.getLogger(__name__)
-
-Visibility = dict[str, tuple[int, int | None]]
-MEMBERSHIP_TYPES = frozenset(
-    {"conversation.created", "members.added", "members.removed", "member.updated"}
-)
-# Events after which cached permissions for the stream are stale.
-CHANGE_TYPES = MEMBERSHIP_TYPES | {"conversation.updated"}
 
 
 class EventSource(Protocol):
     async def events_after(self, pos: int, limit: int) -> list[StoredEvent]: ...
 
-    async def visibility(self, stream_id: str) -> Visibility: ...
-
     async def max_position(self) -> int: ...
+
+
+class _Nobody:
+    """The readers of a stream of no registered kind (a newer process's, during an upgrade)."""
+
+    users: tuple[str, ...] = ()
+
+    def may_see(self, user_id: str, seq: int) -> bool:
+        return False
+
+
+NOBODY = _Nobody()
 
 
 class Connection(Protocol):
@@ -51,9 +57,9 @@ class Connection(Protocol):
     def close_soon(self, code: int, reason: str) -> None: ...
 
 
-def encode_event(event: StoredEvent) -> bytes:
+def encode_event(registry: Registry, event: StoredEvent) -> bytes:
     """The frame for one event, encoded once and written as it is to every socket."""
-    payload = event.to_json()
+    payload = registry.shape(event)
     payload["token"] = encode_sync_token(event.pos)
     return orjson.dumps(payload)
 
@@ -63,6 +69,7 @@ class Hub:
         self,
         source: EventSource,
         bus: Bus,
+        registry: Registry,
         *,
         poll_interval_s: float = 1.0,
         batch: int = 1000,
@@ -72,6 +79,7 @@ class Hub:
     ) -> None:
         self._source = source
         self._bus = bus
+        self._registry = registry
         self._now_ms = now_ms
         self._on_lag = on_lag
         self._poll_interval_s = poll_interval_s
@@ -79,7 +87,7 @@ class Hub:
         self._cache_size = cache_size
         self.pos = 0
         self.connections: dict[str, set[Connection]] = {}
-        self._visibility: OrderedDict[str, Visibility] = OrderedDict()
+        self._readers: OrderedDict[str, Readers] = OrderedDict()
         # Set when there may be something to deliver; `_waiter` is the hub task's pending wait.
         self._woken = False
         self._waiter: asyncio.Future[None] | None = None
@@ -91,7 +99,6 @@ class Hub:
         self._task: asyncio.Task[None] | None = None
         self.delivered = 0
         self.polls_found = 0
-        self._observers: list[Callable[[str], None]] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -110,9 +117,8 @@ class Hub:
             self._task = None
         await self._bus.close()
 
-    def observe_changes(self, observer: Callable[[str], None]) -> None:
-        """Call `observer(stream_id)` for every membership or settings event, from any process."""
-        self._observers.append(observer)
+    def encode(self, event: StoredEvent) -> bytes:
+        return encode_event(self._registry, event)
 
     # ------------------------------------------------------------ inputs
 
@@ -259,61 +265,68 @@ class Hub:
                 poll = True
 
     async def _deliver(self, events: Sequence[StoredEvent]) -> None:
+        registry = self._registry
         for event in events:
             if event.pos <= self.pos:
                 continue
-            if event.type in CHANGE_TYPES:
-                for observer in self._observers:
-                    observer(event.stream_id)
-            if event.type in MEMBERSHIP_TYPES:
-                self._visibility.pop(event.stream_id, None)
+            if event.type in registry.access_changes:
+                registry.changed_access(event)  # e.g. cached permissions of other processes
+            if event.type in registry.audience_changes:
+                self._readers.pop(event.stream_id, None)
             if self.connections:
-                # A coroutine per event only when the members are not cached.
-                visibility = self._cached_members(event.stream_id)
-                if visibility is None:
-                    visibility = await self._members(event.stream_id)
-                self._fan_out(event, visibility)
+                # A coroutine per event only when the readers are not cached.
+                readers = self._cached_readers(event.stream_id)
+                if readers is None:
+                    readers = await self._load_readers(event.stream_id)
+                self._fan_out(event, readers)
             self.pos = event.pos
         advanced, self._advanced = self._advanced, asyncio.Event()
         advanced.set()
         if self._on_lag is not None and self._now_ms is not None and events:
             self._on_lag(max(0.0, (self._now_ms() - events[-1].sent_at) / 1000))
 
-    def _fan_out(self, event: StoredEvent, visibility: Visibility) -> None:
+    def _fan_out(self, event: StoredEvent, readers: Readers) -> None:
         data: bytes | None = None
         seq = event.seq
-        for user_id, conns in self._local_members(visibility):
-            span = visibility[user_id]
-            if seq < span[0] or (span[1] is not None and seq > span[1]):
+        for user_id, conns in self._local_readers(readers):
+            if not readers.may_see(user_id, seq):
                 continue
             if data is None:
-                data = encode_event(event)
+                data = encode_event(self._registry, event)
             for conn in list(conns):
                 conn.push(event.pos, data, event.stream_id)
                 self.delivered += 1
 
-    def _local_members(self, visibility: Visibility) -> list[tuple[str, set[Connection]]]:
-        """Members with sockets here, walking whichever side is smaller (a 1:1 chat on a busy
-        gateway, or a 10,000-member group on a quiet one)."""
-        if len(visibility) <= len(self.connections):
-            found = ((u, self.connections.get(u)) for u in visibility)
+    def _local_readers(self, readers: Readers) -> list[tuple[str, set[Connection]]]:
+        """Users with sockets here who may be readers, walking whichever side is smaller (a 1:1
+        chat on a busy gateway, or a 10,000-member group on a quiet one). An audience too large
+        to list (`users` None) is asked about each local user instead."""
+        users = readers.users
+        if users is not None and len(users) <= len(self.connections):
+            found = ((u, self.connections.get(u)) for u in users)
             return [(u, c) for u, c in found if c]
-        return [(u, c) for u, c in self.connections.items() if u in visibility]
+        if users is None:
+            return list(self.connections.items())
+        return [(u, c) for u, c in self.connections.items() if u in users]
 
-    def _cached_members(self, stream_id: str) -> Visibility | None:
-        cached = self._visibility.get(stream_id)
+    def _cached_readers(self, stream_id: str) -> Readers | None:
+        cached = self._readers.get(stream_id)
         if cached is not None:
-            self._visibility.move_to_end(stream_id)
+            self._readers.move_to_end(stream_id)
         return cached
 
-    async def _members(self, stream_id: str) -> Visibility:
-        cached = self._cached_members(stream_id)
+    async def _load_readers(self, stream_id: str) -> Readers:
+        cached = self._cached_readers(stream_id)
         if cached is not None:
             return cached
-        loaded = await self._source.visibility(stream_id)
-        self._visibility[stream_id] = loaded
-        if len(self._visibility) > self._cache_size:
-            self._visibility.popitem(last=False)
+        kind = self._registry.kind_of(stream_id)
+        if kind is None:
+            log.warning("hub: stream %s is of no registered kind; delivered to nobody", stream_id)
+            return NOBODY
+        loaded = await kind.audience.readers(stream_id)
+        self._readers[stream_id] = loaded
+        if len(self._readers) > self._cache_size:
+            self._readers.popitem(last=False)
         return loaded
 
     async def _deliver_state(
@@ -321,10 +334,10 @@ class Hub:
     ) -> None:
         if not self.connections:
             return
-        visibility = await self._members(stream_id)
+        readers = await self._load_readers(stream_id)
         data = orjson.dumps(frame)
-        for user_id, conns in self._local_members(visibility):
-            if visibility[user_id][1] is not None or user_id == exclude_user:
+        for user_id, conns in self._local_readers(readers):
+            if user_id == exclude_user or not readers.may_see(user_id, CURRENT):
                 continue
             for conn in list(conns):
                 conn.push_state(data)

@@ -1,1 +1,1 @@
-"""Storage: engines (SQLite, PostgreSQL), migrations, the event spine and group commit."""
+"""Storage: engines (SQLite, PostgreSQL), migrations, the event log and group commit."""

@@ -15,16 +15,17 @@ from functools import partial
 
 from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, conflict
-from qunliao.storage import spine
+from qunliao.core.events import NewEvent, StoredEvent
 from qunliao.storage.db import Database
-from qunliao.storage.fast_append import BatchWriter, TxnKey, batch_writer, txn_key
+from qunliao.storage.eventlog import BatchWriter, TxnKey, batch_writer, txn_key
+from qunliao.storage.eventlog.append import Hooks
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class SendOutcome:
-    event: spine.StoredEvent
+    event: StoredEvent
     duplicate: bool
 
 
@@ -35,7 +36,7 @@ Reply = Callable[[SendOutcome | BaseException], None]
 
 @dataclass(slots=True)
 class _Pending:
-    event: spine.NewEvent
+    event: NewEvent
     reply: Reply
     answered: bool = False
 
@@ -58,14 +59,12 @@ def _settle(future: asyncio.Future[SendOutcome], result: SendOutcome | BaseExcep
         future.set_result(result)
 
 
-def _same_send(stored: spine.StoredEvent, new: spine.NewEvent) -> bool:
-    if stored.stream_id != new.stream_id:
-        return False
-    # A recalled or edited message no longer has its first body; the conversation is all that
-    # is left to compare.
-    if stored.recalled_at is not None or stored.edited_at is not None:
-        return True
-    return stored.body == new.body
+# Whether a repeated (device, client_txn_id) repeats the stored send (else: 409 conflict).
+SameSend = Callable[[StoredEvent, NewEvent], bool]
+
+
+def same_stream(stored: StoredEvent, new: NewEvent) -> bool:
+    return stored.stream_id == new.stream_id
 
 
 def _as_api_error(exc: Exception) -> ApiError:
@@ -74,21 +73,24 @@ def _as_api_error(exc: Exception) -> ApiError:
     return ApiError("unavailable", "the message could not be stored, retry with the same id")
 
 
-class MessageWriter:
+class GroupCommit:
     def __init__(
         self,
         db: Database,
         clock: Clock,
-        on_committed: Callable[[list[spine.StoredEvent]], None],
+        on_committed: Callable[[list[StoredEvent]], None],
         *,
+        hooks: Hooks | None = None,
+        same_send: SameSend = same_stream,
         max_batch: int = 2000,
         on_batch: Callable[[int, float], None] | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._on_committed = on_committed
+        self._same_send = same_send
         self._max_batch = max_batch
-        self._backend: BatchWriter = batch_writer(db)
+        self._backend: BatchWriter = batch_writer(db, {} if hooks is None else hooks)
         self._on_batch = on_batch
         self._pending: list[_Pending] = []
         self._wake: asyncio.Future[None] | None = None  # set while the writer waits for sends
@@ -115,13 +117,13 @@ class MessageWriter:
             pass
         self._task = None
 
-    async def submit(self, event: spine.NewEvent) -> SendOutcome:
+    async def submit(self, event: NewEvent) -> SendOutcome:
         """Queue a send and wait for its batch to commit."""
         future: asyncio.Future[SendOutcome] = asyncio.get_running_loop().create_future()
         self.submit_nowait(event, partial(_settle, future))
         return await future
 
-    def submit_nowait(self, event: spine.NewEvent, reply: Reply) -> None:
+    def submit_nowait(self, event: NewEvent, reply: Reply) -> None:
         """Queue a send; `reply` gets its outcome (or error) after its batch commits."""
         if self._task is None:
             raise ApiError("unavailable", "the server is shutting down")
@@ -175,7 +177,7 @@ class MessageWriter:
         if result.stored:
             self._on_committed(result.stored)
         stored_now = dict(zip(result.fresh, result.stored, strict=True))
-        first: dict[TxnKey, spine.StoredEvent] = {}
+        first: dict[TxnKey, StoredEvent] = {}
         for index, item in enumerate(batch):
             key = txn_key(item.event)
             if index in stored_now:
@@ -187,7 +189,7 @@ class MessageWriter:
                 earlier = result.existing.get(key) or first[key]
                 outcome = (
                     SendOutcome(earlier, duplicate=True)
-                    if _same_send(earlier, item.event)
-                    else conflict("client_txn_id was already used for another message")
+                    if self._same_send(earlier, item.event)
+                    else conflict("client_txn_id was already used for another write")
                 )
             item.answer(outcome)

@@ -1,1 +1,5 @@
-"""The accounts feature."""
+"""The accounts feature. Other features use it through this module only."""
+
+from qunliao.features.accounts.service import AccountService
+
+__all__ = ["AccountService"]

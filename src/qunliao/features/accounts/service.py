@@ -17,7 +17,6 @@ from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
 from qunliao.features.accounts import store
-from qunliao.storage import spine
 from qunliao.storage.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
@@ -86,8 +85,6 @@ class AccountService:
                     inbox_id=inbox_id,
                     now_ms=now,
                 )
-                await spine.create_stream(tx.conn, inbox_id, "inbox", now)
-                await spine.join_members(tx.conn, inbox_id, [user_id], "owner", 0, now)
         except store.UsernameTaken as exc:
             raise conflict(f"username {username!r} is taken") from exc
         return user_id

@@ -1,1 +1,5 @@
-"""The contacts feature."""
+"""The contacts feature. Other features use it through this module only."""
+
+from qunliao.features.contacts.service import ContactService
+
+__all__ = ["ContactService"]

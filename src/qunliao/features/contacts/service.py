@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any
 
 from qunliao.core.clock import Clock
 from qunliao.core.errors import bad_request, conflict, forbidden, not_found
-from qunliao.core.ids import IdGenerator, inbox_stream_id
+from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
-from qunliao.features.accounts.service import AccountService
+from qunliao.core.streams import Registry
+from qunliao.features.accounts import AccountService
 from qunliao.features.contacts import store
-from qunliao.storage import spine
-from qunliao.storage.db import Database
+from qunliao.features.contacts.events import (
+    EVENT_TYPES,
+    FriendRequestAccepted,
+    FriendRequestReceived,
+)
+from qunliao.features.inbox import KIND as INBOX
+from qunliao.features.inbox import InboxService
+from qunliao.storage.db import Database, Tx
 
-OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
 BLOCK_CACHE_S = 5.0
 BLOCK_GRACE_S = 1.0  # an expired answer still served while one caller reloads it
 
@@ -26,15 +31,19 @@ class ContactService:
         clock: Clock,
         ids: IdGenerator,
         accounts: AccountService,
-        on_committed: OnCommitted,
+        inbox: InboxService,
     ) -> None:
         self._db = db
         self._clock = clock
         self._ids = ids
         self._accounts = accounts
-        self._on_committed = on_committed
+        self._inbox = inbox
         self._block_cache: dict[tuple[str, str], tuple[float, bool]] = {}
         self._refresh: set[tuple[str, str]] = set()  # expired keys one caller is reloading
+
+    def register(self, registry: Registry) -> None:
+        """Friend requests arrive in users' inboxes."""
+        registry.add_types(INBOX, *EVENT_TYPES)
 
     async def _shape(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         names = await self._accounts.profiles(
@@ -44,17 +53,6 @@ class ContactService:
             r["from_display_name"] = names.get(r["from_user_id"], {}).get("display_name")
             r["to_display_name"] = names.get(r["to_user_id"], {}).get("display_name")
         return requests
-
-    async def _emit(
-        self, tx: Any, user_ids: Sequence[str], type_: str, data: dict[str, Any]
-    ) -> None:
-        inboxes = [inbox_stream_id(u) for u in user_ids]
-        stored = await spine.append_events(
-            tx.conn,
-            [spine.NewEvent(stream_id=i, type=type_, data=data) for i in inboxes],
-            self._clock.now_ms(),
-        )
-        tx.on_commit(lambda: self._on_committed(stored))
 
     async def do_request(
         self, caller: Principal, user_id: str, note: str
@@ -88,20 +86,16 @@ class ContactService:
             }
             await store.insert_request(tx.conn, request)
             shaped = (await self._shape([dict(request)]))[0]
-            await self._emit(tx, [user_id], "friend_request.received", {"request": shaped})
+            await self._inbox.do_deliver(tx, [user_id], FriendRequestReceived(shaped))
         return shaped, True
 
-    async def _accept(self, tx: Any, request: dict[str, Any], now: int) -> None:
+    async def _accept(self, tx: Tx, request: dict[str, Any], now: int) -> None:
         await store.set_request_status(tx.conn, request["request_id"], "accepted", now)
         await store.add_contact_pair(tx.conn, request["from_user_id"], request["to_user_id"], now)
         request["status"] = "accepted"
         shaped = (await self._shape([dict(request)]))[0]
-        await self._emit(
-            tx,
-            [request["from_user_id"], request["to_user_id"]],
-            "friend_request.accepted",
-            {"request": shaped},
-        )
+        both = [request["from_user_id"], request["to_user_id"]]
+        await self._inbox.do_deliver(tx, both, FriendRequestAccepted(shaped))
 
     async def do_answer(self, caller: Principal, request_id: str, accept: bool) -> dict[str, Any]:
         now = self._clock.now_ms()
@@ -192,8 +186,8 @@ class ContactService:
         self._refresh.add(key)
         return None
 
-    async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
-        """Raise forbidden when `recipient_id` has blocked `sender_id`.
+    async def is_blocked(self, sender_id: str, recipient_id: str) -> bool:
+        """Whether `recipient_id` has blocked `sender_id`.
 
         Cached briefly: this runs on every direct send. A block made through another process
         takes effect within BLOCK_CACHE_S; through this one, at once.
@@ -209,7 +203,11 @@ class ContactService:
                 self._block_cache.clear()
                 self._refresh.clear()
             cached = self._block_cache[key] = (now + BLOCK_CACHE_S, blocked)
-        if cached[1]:
+        return cached[1]
+
+    async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
+        """Raise forbidden when `recipient_id` has blocked `sender_id`."""
+        if await self.is_blocked(sender_id, recipient_id):
             raise forbidden("you cannot message this user")
 
     async def search_users(self, caller: Principal, query: str, limit: int) -> list[dict[str, str]]:

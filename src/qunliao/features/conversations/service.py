@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from qunliao.core.clock import Clock
 from qunliao.core.errors import bad_request, conflict, forbidden, not_found
+from qunliao.core.events import NewEvent, Span, StoredEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
-from qunliao.features.accounts.service import AccountService
-from qunliao.features.contacts.service import ContactService
-from qunliao.features.conversations import store
+from qunliao.core.streams import SpanReaders, StreamKind
+from qunliao.features.accounts import AccountService
+from qunliao.features.contacts import ContactService
+from qunliao.features.conversations import members, store
 from qunliao.features.conversations.access import AccessCache
-from qunliao.storage import spine
+from qunliao.features.conversations.events import (
+    EVENT_TYPES,
+    ConversationCreated,
+    ConversationUpdated,
+    MembersAdded,
+    MembersRemoved,
+    MemberUpdated,
+)
+from qunliao.features.conversations.members import Member
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database, Tx
 
-OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
+OnCommitted = Callable[[Sequence[StoredEvent]], None]
+# Fields another feature adds to each conversation of a listing (messages: unread_count,
+# last_message), read in the listing's connection: (conn, user_id, memberships) → by id.
+Summary = Callable[[AsyncConnection, str, dict[str, Member]], Awaitable[dict[str, dict[str, Any]]]]
+KIND = "conversation"
 MAX_IDS_PER_REQUEST = 500
 MAX_TITLE = 64
 MAX_ANNOUNCEMENT = 4096
@@ -29,7 +46,7 @@ class Access:
     """A caller's verified membership of a conversation."""
 
     conversation: dict[str, Any]
-    member: spine.Member
+    member: Member
 
     @property
     def conversation_id(self) -> str:
@@ -69,11 +86,14 @@ class ConversationService:
         ids: IdGenerator,
         accounts: AccountService,
         contacts: ContactService,
+        log: eventlog.EventLog,
         on_committed: OnCommitted,
         *,
         max_group_members: int,
     ) -> None:
         self._db = db
+        self._log = log
+        self._summaries: list[Summary] = []
         self._clock = clock
         self._ids = ids
         self._accounts = accounts
@@ -96,7 +116,7 @@ class ConversationService:
             conversation = await store.get(conn, conversation_id)
             if conversation is None:
                 raise not_found(f"conversation {conversation_id} does not exist")
-            member = await spine.get_member(conn, conversation_id, caller.user_id)
+            member = await members.get_member(conn, conversation_id, caller.user_id)
         if member is None or (not member.active and not allow_former):
             raise forbidden(f"you are not a member of conversation {conversation_id}")
         access = Access(conversation, member)
@@ -112,8 +132,25 @@ class ConversationService:
         """Someone changed the conversation or its members: re-check access from storage."""
         self._access.forget(conversation_id)
 
-    async def _emit(self, tx: Tx, new: Sequence[spine.NewEvent]) -> list[spine.StoredEvent]:
-        stored = await spine.append_events(tx.conn, new, self._clock.now_ms())
+    # ---------------------------------------------------------------- the stream kind
+
+    def stream_kind(self) -> StreamKind:
+        """Conversations as a stream kind: their members read them from join to leave."""
+        return StreamKind(KIND, "c", self, list(EVENT_TYPES), on_change=self.forget_conversation)
+
+    async def spans(self, conn: AsyncConnection, user_id: str) -> list[Span]:
+        return await members.user_spans(conn, user_id)
+
+    async def readers(self, stream_id: str) -> SpanReaders:
+        async with self._db.read() as conn:
+            return SpanReaders(await members.stream_visibility(conn, stream_id))
+
+    def add_summary(self, summary: Summary) -> None:
+        """Another feature's fields in every listed conversation (messages: unread counts)."""
+        self._summaries.append(summary)
+
+    async def _emit(self, tx: Tx, new: Sequence[NewEvent]) -> list[StoredEvent]:
+        stored = await self._log.append(tx, new, self._clock.now_ms())
 
         def committed() -> None:
             for event in stored:
@@ -189,25 +226,22 @@ class ConversationService:
             "direct_key": direct_key, "muted_all": False, "created_by": caller.user_id,
             "created_at": now,
         })  # fmt: skip
-        await spine.create_stream(tx.conn, conversation_id, "conversation", now)
-        [created] = await self._emit(tx, [spine.NewEvent(
-            stream_id=conversation_id, type="conversation.created", sender_id=caller.user_id,
-            data={"kind": kind, "title": title, "by": caller.user_id, "member_ids": list(roles)},
-        )])  # fmt: skip
+        await eventlog.create_stream(tx.conn, conversation_id, KIND, now)
+        created_by = ConversationCreated(kind, title, caller.user_id, list(roles))
+        [created] = await self._emit(
+            tx, [NewEvent.of(conversation_id, created_by, sender_id=caller.user_id)]
+        )
         for role in dict.fromkeys(roles.values()):
-            members = [user for user, r in roles.items() if r == role]
-            await spine.join_members(tx.conn, conversation_id, members, role, created.seq, now)
+            users = [user for user, r in roles.items() if r == role]
+            await members.join_members(tx.conn, conversation_id, users, role, created.seq, now)
         return conversation_id
 
     @staticmethod
     def _member_updated(
         caller: Principal, conversation_id: str, user_id: str, role: str, muted_until: int | None
-    ) -> spine.NewEvent:
-        return spine.NewEvent(
-            stream_id=conversation_id, type="member.updated", sender_id=caller.user_id,
-            data={"user_id": user_id, "by": caller.user_id, "role": role,
-                  "muted_until": muted_until},
-        )  # fmt: skip
+    ) -> NewEvent:
+        updated = MemberUpdated(user_id, caller.user_id, role, muted_until)
+        return NewEvent.of(conversation_id, updated, sender_id=caller.user_id)
 
     async def _check_users_exist(self, user_ids: Sequence[str]) -> None:
         if not user_ids:
@@ -221,7 +255,7 @@ class ConversationService:
 
     async def list_conversations(self, caller: Principal) -> list[dict[str, Any]]:
         async with self._db.read() as conn:
-            ids = await spine.user_streams(conn, caller.user_id, kind="conversation")
+            ids = await members.active_streams(conn, caller.user_id)
         return await self._shape(caller, ids)
 
     async def get_conversation(self, caller: Principal, conversation_id: str) -> dict[str, Any]:
@@ -234,18 +268,15 @@ class ConversationService:
             return []
         async with self._db.read() as conn:
             rows = await store.get_many(conn, ids)
-            info = await spine.stream_info(conn, ids)
-            mine = await spine.memberships_of(conn, caller.user_id, ids)
-            unread = await spine.unread_counts(conn, caller.user_id)
-            counts = await spine.member_counts(conn, ids)
+            info = await eventlog.stream_info(conn, ids)
+            mine = await members.memberships_of(conn, caller.user_id, ids)
+            counts = await members.member_counts(conn, ids)
             direct = [i for i in ids if rows.get(i, {}).get("kind") == "direct"]
-            peers = await spine.other_members(conn, direct, caller.user_id)
-            last_keys = [
-                (i, int(info[i].last_message_seq))
-                for i in ids
-                if i in info and info[i].last_message_seq is not None
-            ]
-            last = await spine.messages_at(conn, last_keys)
+            peers = await members.other_members(conn, direct, caller.user_id)
+            extra: dict[str, dict[str, Any]] = {}
+            for summary in self._summaries:
+                for conversation_id, fields in (await summary(conn, caller.user_id, mine)).items():
+                    extra.setdefault(conversation_id, {}).update(fields)
         shaped = []
         for conversation_id in ids:
             row, stream, member = (
@@ -255,13 +286,6 @@ class ConversationService:
             )
             if row is None or stream is None or member is None:
                 continue
-            message = (
-                last.get((conversation_id, int(stream.last_message_seq)))
-                if stream.last_message_seq is not None
-                else None
-            )
-            if message is not None and message.seq < member.joined_seq:
-                message = None
             shaped.append(
                 {
                     "conversation_id": conversation_id,
@@ -271,15 +295,14 @@ class ConversationService:
                     "owner_id": row["owner_id"],
                     "member_count": counts.get(conversation_id, 0),
                     "my_role": member.role,
-                    "last_seq": int(stream.last_seq),
+                    "last_seq": stream.last_seq,
                     "read_seq": member.read_seq,
-                    "unread_count": unread.get(conversation_id, 0),
                     "muted_all": bool(row["muted_all"]),
                     "peer_id": peers.get(conversation_id, caller.user_id)
                     if row["kind"] == "direct"
                     else None,
-                    "last_message": None if message is None else message.to_json(),
-                    "last_activity_at": int(stream.last_activity_at),
+                    "last_activity_at": stream.last_activity_at,
+                    **extra.get(conversation_id, {}),
                 }
             )
         shaped.sort(key=lambda c: c["last_activity_at"], reverse=True)
@@ -290,8 +313,8 @@ class ConversationService:
     ) -> dict[str, Any]:
         await self.access_conversation(caller, conversation_id)
         async with self._db.read() as conn:
-            members = await spine.list_members(conn, conversation_id, after=after, limit=limit)
-        names = await self._accounts.profiles([m.user_id for m in members])
+            found = await members.list_members(conn, conversation_id, after=after, limit=limit)
+        names = await self._accounts.profiles([m.user_id for m in found])
         return {
             "members": [
                 {
@@ -302,10 +325,27 @@ class ConversationService:
                     "read_seq": m.read_seq,
                     "muted_until": m.muted_until,
                 }
-                for m in members
+                for m in found
             ],
-            "next_after": members[-1].user_id if len(members) == limit else None,
+            "next_after": found[-1].user_id if len(found) == limit else None,
         }
+
+    async def members_of(self, conversation_id: str, user_ids: Sequence[str]) -> dict[str, Member]:
+        """The memberships (current or former) of these users, for a caller already admitted."""
+        async with self._db.read() as conn:
+            return await members.get_members(conn, conversation_id, list(user_ids))
+
+    async def current_members(self, conversation_id: str) -> list[Member]:
+        async with self._db.read() as conn:
+            return await members.list_members(conn, conversation_id)
+
+    async def do_advance_read(self, caller: Principal, conversation_id: str, seq: int) -> bool:
+        """Move the caller's read position forward (never back); True if it moved."""
+        async with self._db.write() as tx:
+            info = await eventlog.stream_info(tx.conn, [conversation_id])
+            if conversation_id not in info or seq > info[conversation_id].last_seq:
+                raise bad_request("seq is beyond the conversation's last_seq")
+            return await members.advance_read(tx.conn, conversation_id, caller.user_id, seq)
 
     # ---------------------------------------------------------------- change
 
@@ -332,16 +372,9 @@ class ConversationService:
         if values:
             async with self._db.write() as tx:
                 await store.set_fields(tx.conn, conversation_id, **values)
+                updated = ConversationUpdated(caller.user_id, values)
                 await self._emit(
-                    tx,
-                    [
-                        spine.NewEvent(
-                            stream_id=conversation_id,
-                            type="conversation.updated",
-                            sender_id=caller.user_id,
-                            data={"by": caller.user_id, **values},
-                        )
-                    ],
+                    tx, [NewEvent.of(conversation_id, updated, sender_id=caller.user_id)]
                 )
         return await self.get_conversation(caller, conversation_id)
 
@@ -359,25 +392,24 @@ class ConversationService:
         await self._check_users_exist(ids)
         now = self._clock.now_ms()
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)  # concurrent adds of one user take turns
-            current = await spine.get_members(tx.conn, conversation_id, ids)
+            await eventlog.lock_position(tx.conn)  # concurrent adds of one user take turns
+            current = await members.get_members(tx.conn, conversation_id, ids)
             fresh = [u for u in ids if u not in current or not current[u].active]
             if not fresh:
                 return []
-            if await spine.count_members(tx.conn, conversation_id) + len(fresh) > self._max_members:
+            count = await members.count_members(tx.conn, conversation_id)
+            if count + len(fresh) > self._max_members:
                 raise bad_request(f"a group has at most {self._max_members} members")
             [added] = await self._emit(
                 tx,
                 [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="members.added",
+                    NewEvent.of(
+                        conversation_id, MembersAdded(fresh, caller.user_id),
                         sender_id=caller.user_id,
-                        data={"user_ids": fresh, "by": caller.user_id},
                     )
                 ],
-            )
-            await spine.join_members(tx.conn, conversation_id, fresh, "member", added.seq, now)
+            )  # fmt: skip
+            await members.join_members(tx.conn, conversation_id, fresh, "member", added.seq, now)
         return fresh
 
     async def do_remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:
@@ -385,15 +417,15 @@ class ConversationService:
         if not access.is_group:
             raise bad_request("nobody can leave or be removed from a direct conversation")
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)
-            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            await eventlog.lock_position(tx.conn)
+            target = await members.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
             leaving = user_id == caller.user_id
             if leaving:
                 if (
                     target.role == "owner"
-                    and await spine.count_members(tx.conn, conversation_id) > 1
+                    and await members.count_members(tx.conn, conversation_id) > 1
                 ):
                     raise conflict("transfer ownership before leaving the group")
             elif not access.is_manager:
@@ -402,22 +434,12 @@ class ConversationService:
                 target.role == "admin" and access.member.role != "owner"
             ):
                 raise forbidden("only the owner may remove admins")
+            reason = "left" if leaving else "removed"
+            removal = MembersRemoved([user_id], caller.user_id, reason)
             [removed] = await self._emit(
-                tx,
-                [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="members.removed",
-                        sender_id=caller.user_id,
-                        data={
-                            "user_ids": [user_id],
-                            "by": caller.user_id,
-                            "reason": "left" if leaving else "removed",
-                        },
-                    )
-                ],
+                tx, [NewEvent.of(conversation_id, removal, sender_id=caller.user_id)]
             )
-            await spine.leave_members(tx.conn, conversation_id, [user_id], removed.seq)
+            await members.leave_members(tx.conn, conversation_id, [user_id], removed.seq)
 
     async def do_update_member(
         self, caller: Principal, conversation_id: str, user_id: str, changes: dict[str, Any]
@@ -427,8 +449,8 @@ class ConversationService:
             raise bad_request("direct conversations have no roles")
         values: dict[str, Any] = {}
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)
-            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            await eventlog.lock_position(tx.conn)
+            target = await members.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
             if "role" in changes:
@@ -451,14 +473,14 @@ class ConversationService:
                     raise forbidden("only the owner may mute admins")
                 values["muted_until"] = until
             if values:
-                await spine.update_member(tx.conn, conversation_id, user_id, **values)
+                await members.update_member(tx.conn, conversation_id, user_id, **values)
                 event = self._member_updated(
                     caller, conversation_id, user_id, values.get("role", target.role),
                     values.get("muted_until", target.muted_until),
                 )  # fmt: skip
                 await self._emit(tx, [event])
         async with self._db.read() as conn:
-            member = await spine.get_member(conn, conversation_id, user_id)
+            member = await members.get_member(conn, conversation_id, user_id)
         profile = await self._accounts.profile(user_id)
         assert member is not None
         return {
@@ -481,15 +503,15 @@ class ConversationService:
         if user_id == caller.user_id:
             raise bad_request("you already own this group")
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)  # two transfers at once must not make two owners
-            me = await spine.get_member(tx.conn, conversation_id, caller.user_id)
+            await eventlog.lock_position(tx.conn)  # two transfers at once must not make two owners
+            me = await members.get_member(tx.conn, conversation_id, caller.user_id)
             if me is None or me.role != "owner":
                 raise forbidden("only the owner may transfer ownership")
-            target = await spine.get_member(tx.conn, conversation_id, user_id)
+            target = await members.get_member(tx.conn, conversation_id, user_id)
             if target is None or not target.active:
                 raise not_found(f"{user_id} is not a member")
-            await spine.update_member(tx.conn, conversation_id, user_id, role="owner")
-            await spine.update_member(tx.conn, conversation_id, caller.user_id, role="admin")
+            await members.update_member(tx.conn, conversation_id, user_id, role="owner")
+            await members.update_member(tx.conn, conversation_id, caller.user_id, role="admin")
             await store.set_fields(tx.conn, conversation_id, owner_id=user_id)
             await self._emit(
                 tx,
@@ -500,11 +522,10 @@ class ConversationService:
                     self._member_updated(
                         caller, conversation_id, caller.user_id, "admin", me.muted_until
                     ),
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="conversation.updated",
+                    NewEvent.of(
+                        conversation_id,
+                        ConversationUpdated(caller.user_id, {"owner_id": user_id}),
                         sender_id=caller.user_id,
-                        data={"by": caller.user_id, "owner_id": user_id},
                     ),
                 ],
             )

@@ -1,4 +1,4 @@
-"""SQL for conversation metadata (title, announcement, owner). Membership lives in the spine."""
+"""SQL for conversation metadata (title, announcement, owner). Membership: members.py."""
 
 from __future__ import annotations
 

@@ -1,23 +1,40 @@
-"""Messages: idempotent sends (group-committed), history, edit, recall, read positions, typing."""
+"""Messages: idempotent sends (group-committed), history, edit, recall, read positions, typing.
+
+One send policy (`check_may_send`) serves HTTP and both WebSocket paths: each gathers the facts
+(from memory on the fast path, from storage otherwise) and the policy decides. Other features add
+checks with `add_send_check` (anti-fraud, moderation, quotas); none registered costs nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, bad_request, conflict, forbidden, not_found
+from qunliao.core.events import NewEvent, Span, StoredEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
-from qunliao.features.contacts.service import ContactService
-from qunliao.features.conversations.service import Access, ConversationService
-from qunliao.storage import spine
+from qunliao.core.streams import FrameHandler, Registry
+from qunliao.features.contacts import ContactService
+from qunliao.features.conversations import KIND, Access, ConversationService, Member, ReadPositions
+from qunliao.features.messages import store
+from qunliao.features.messages.events import (
+    EDITED,
+    MESSAGE,
+    MessageRecalled,
+    event_types,
+    message_json,
+)
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import MessageWriter, Reply, SendOutcome
+from qunliao.storage.group_commit import GroupCommit, Reply, SendOutcome
 
-OnCommitted = Callable[[Sequence[spine.StoredEvent]], None]
+OnCommitted = Callable[[Sequence[StoredEvent]], None]
 BroadcastState = Callable[[str, dict[str, Any], str | None], None]
 MAX_TEXT_BYTES = 16_384
 MAX_TXN_ID = 128
@@ -76,6 +93,41 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     )
 
 
+@dataclass(slots=True)
+class SendContext:
+    """What the policy decides on: gathered from memory (fast path) or from storage."""
+
+    caller: Principal
+    request: SendRequest
+    access: Access
+    now_ms: int
+    blocked: bool = False  # the other user of a direct conversation blocks the caller
+    reply_missing: bool = False  # reply_to names no message of this conversation
+    strangers: list[str] = field(default_factory=list)  # mentioned users who are not members
+
+
+# A check another feature adds to every send: raises ApiError to refuse it.
+SendCheck = Callable[[SendContext], None]
+
+
+def check_may_send(context: SendContext) -> None:
+    """The send policy, pure: the same decision for HTTP and both WebSocket paths."""
+    access, request = context.access, context.request
+    member = access.member
+    if member.muted_until is not None and member.muted_until > context.now_ms:
+        raise forbidden("you are muted in this conversation")
+    if access.conversation["muted_all"] and not access.is_manager:
+        raise forbidden("only the owner and admins may speak while the group is muted")
+    if context.blocked:
+        raise forbidden("you cannot message this user")
+    if "all" in request.mentions and not (access.is_group and access.is_manager):
+        raise forbidden("only the owner and admins may mention everyone")
+    if context.reply_missing:
+        raise bad_request(f"reply_to {request.reply_to} is not in this conversation")
+    if context.strangers:
+        raise bad_request(f"mentioned users are not members: {', '.join(context.strangers[:5])}")
+
+
 def _direct_peer(caller: Principal, access: Access) -> str | None:
     """The other user of a direct conversation (None for groups and notes to self)."""
     if access.conversation["kind"] != "direct":
@@ -86,8 +138,23 @@ def _direct_peer(caller: Principal, access: Access) -> str | None:
     return second if first == caller.user_id else first
 
 
-def _result(event: spine.StoredEvent) -> dict[str, Any]:
-    return {"message_id": event.message_id, "seq": event.seq, "sent_at": event.sent_at}
+def _result(event: StoredEvent) -> dict[str, Any]:
+    return {"message_id": event.ref_id, "seq": event.seq, "sent_at": event.sent_at}
+
+
+def ack_frame(outcome: SendOutcome) -> dict[str, Any]:
+    return {"type": "ack", **_result(outcome.event)}
+
+
+def same_send(stored: StoredEvent, new: NewEvent) -> bool:
+    """Whether a repeated client_txn_id repeats the stored message (else 409 conflict)."""
+    if stored.stream_id != new.stream_id:
+        return False
+    # A recalled or edited message no longer has its first body; the conversation is all that
+    # is left to compare.
+    if stored.redacted_at is not None or stored.payload.get("edited_at") is not None:
+        return True
+    return stored.payload.get("body") == (new.payload or {}).get("body")
 
 
 class MessageService:
@@ -96,9 +163,10 @@ class MessageService:
         db: Database,
         clock: Clock,
         ids: IdGenerator,
-        writer: MessageWriter,
+        writer: GroupCommit,
         conversations: ConversationService,
         contacts: ContactService,
+        log: eventlog.EventLog,
         limiter: RateLimiter,
         on_committed: OnCommitted,
         broadcast_state: BroadcastState,
@@ -112,11 +180,35 @@ class MessageService:
         self._writer = writer
         self._conversations = conversations
         self._contacts = contacts
+        self._log = log
         self._limiter = limiter
+        self._checks: list[SendCheck] = []
         self._on_committed = on_committed
         self._broadcast_state = broadcast_state
         self._recall_window_ms = int(recall_window_s * 1000)
         self._edit_window_ms = int(edit_window_s * 1000)
+
+    # ---------------------------------------------------------------- plugging in
+
+    def register(self, registry: Registry) -> None:
+        """Messages' event types in the conversation kind, and the `send` frame."""
+        registry.add_types(KIND, *event_types(ReadPositions()))
+        registry.add_frame(
+            "send", FrameHandler(self.do_send_frame, self.do_send_now, result_frame=ack_frame)
+        )
+        registry.add_frame("read", FrameHandler(self.do_read_frame))
+        registry.add_frame("typing", FrameHandler(self.do_typing_frame))
+        self._conversations.add_summary(self.summaries)
+
+    def add_send_check(self, check: SendCheck) -> None:
+        """A rule of another feature for every send, after the policy's own."""
+        self._checks.append(check)
+
+    def _decide(self, context: SendContext) -> None:
+        check_may_send(context)
+        if self._checks:
+            for check in self._checks:
+                check(context)
 
     # ---------------------------------------------------------------- send
 
@@ -124,30 +216,27 @@ class MessageService:
         """Store a message (ack after commit). Returns (result, duplicate)."""
         self._limiter.check("send:" + caller.user_id)
         access = await self._conversations.access_conversation(caller, request.conversation_id)
-        self._check_not_muted(access)
+        context = SendContext(caller, request, access, self._clock.now_ms())
         peer = _direct_peer(caller, access)
         if peer is not None:
-            await self._contacts.check_not_blocked(caller.user_id, peer)
-        self._check_mentions(access, request)
+            context.blocked = await self._contacts.is_blocked(caller.user_id, peer)
         named = [m for m in request.mentions if m != "all"]
-        if request.reply_to is not None or named:
+        if named:
+            found = await self._conversations.members_of(request.conversation_id, named)
+            context.strangers = [m for m in named if m not in found or not found[m].active]
+        if request.reply_to is not None:
             async with self._db.read() as conn:
-                if request.reply_to is not None and not await spine.get_message(
-                    conn, request.conversation_id, request.reply_to
-                ):
-                    raise bad_request(f"reply_to {request.reply_to} is not in this conversation")
-                members = await spine.get_members(conn, request.conversation_id, named)
-            strangers = [m for m in named if m not in members or not members[m].active]
-            if strangers:
-                raise bad_request(f"mentioned users are not members: {', '.join(strangers[:5])}")
+                replied = await store.get_message(conn, request.conversation_id, request.reply_to)
+            context.reply_missing = replied is None
+        self._decide(context)
         outcome = await self._writer.submit(self._new_event(caller, request))
         return _result(outcome.event), outcome.duplicate
 
     def do_send_now(self, caller: Principal, frame: dict[str, Any], reply: Reply) -> bool:
-        """The same send without awaiting anything, when every check is answered from memory.
+        """The same send without awaiting anything, when every fact is in memory.
 
         Returns whether the send was queued (`reply` gets the outcome after its commit), or
-        False when a check needs storage (use do_send then).
+        False when a fact needs storage (use do_send then).
         """
         request = check_send(frame)
         if request.reply_to is not None or (
@@ -162,52 +251,24 @@ class MessageService:
         if blocked is None:
             return False
         self._limiter.check("send:" + caller.user_id)
-        self._check_not_muted(access)
-        if blocked:
-            raise forbidden("you cannot message this user")
-        self._check_mentions(access, request)
+        self._decide(SendContext(caller, request, access, self._clock.now_ms(), blocked))
         self._writer.submit_nowait(self._new_event(caller, request), reply)
         return True
 
-    @staticmethod
-    def ack_fields(outcome: SendOutcome) -> dict[str, Any]:
-        return _result(outcome.event)
-
     async def do_send_frame(self, caller: Principal, frame: dict[str, Any]) -> dict[str, Any]:
         result, _ = await self.do_send(caller, check_send(frame))
-        return result
+        return {"type": "ack", **result}
 
-    def _new_event(self, caller: Principal, request: SendRequest) -> spine.NewEvent:
-        return spine.NewEvent(
-            stream_id=request.conversation_id,
-            type=spine.MESSAGE,
-            sender_id=caller.user_id,
-            device_id=caller.device_id,
-            client_txn_id=request.client_txn_id,
-            message_id=self._ids.new("m"),
-            msg_type=request.msg_type,
-            body=request.body,
-            reply_to=request.reply_to,
-            mentions=list(request.mentions) or None,
-        )
-
-    def _check_not_muted(self, access: Access) -> None:
-        member = access.member
-        if member.muted_until is not None and member.muted_until > self._clock.now_ms():
-            raise forbidden("you are muted in this conversation")
-        if access.conversation["muted_all"] and not access.is_manager:
-            raise forbidden("only the owner and admins may speak while the group is muted")
-
-    @staticmethod
-    def _check_mentions(access: Access, request: SendRequest) -> None:
-        if "all" in request.mentions and not (access.is_group and access.is_manager):
-            raise forbidden("only the owner and admins may mention everyone")
-
-    async def _check_may_send(self, caller: Principal, access: Access) -> None:
-        self._check_not_muted(access)
-        peer = _direct_peer(caller, access)
-        if peer is not None:
-            await self._contacts.check_not_blocked(caller.user_id, peer)
+    def _new_event(self, caller: Principal, request: SendRequest) -> NewEvent:
+        payload: dict[str, Any] = {"msg_type": request.msg_type, "body": request.body}
+        if request.reply_to is not None:
+            payload["reply_to"] = request.reply_to
+        if request.mentions:
+            payload["mentions"] = list(request.mentions)
+        return NewEvent(
+            request.conversation_id, MESSAGE, caller.user_id, caller.device_id,
+            request.client_txn_id, self._ids.new("m"), payload,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------- read
 
@@ -215,30 +276,40 @@ class MessageService:
         self, caller: Principal, conversation_id: str, before_seq: int | None, limit: int
     ) -> list[dict[str, Any]]:
         access = await self._conversations.access_conversation(caller, conversation_id)
+        member = access.member
+        span = Span(conversation_id, member.joined_seq, member.left_seq)
         async with self._db.read() as conn:
-            found = await spine.message_history(
-                conn,
-                conversation_id,
-                before_seq=before_seq,
-                min_seq=access.member.joined_seq,
-                max_seq=access.member.left_seq,
-                limit=limit,
-            )
-        return [e.to_json() for e in found]
+            found = await store.history(conn, span, before_seq=before_seq, limit=limit)
+        return [message_json(e) for e in found]
 
     async def get_message(
         self, caller: Principal, conversation_id: str, message_id: str
     ) -> dict[str, Any]:
         access = await self._conversations.access_conversation(caller, conversation_id)
-        message = await self._visible_message(access, message_id)
-        return message.to_json()
+        return message_json(await self._visible_message(access, message_id))
 
-    async def _visible_message(self, access: Access, message_id: str) -> spine.StoredEvent:
+    async def _visible_message(self, access: Access, message_id: str) -> StoredEvent:
         async with self._db.read() as conn:
-            message = await spine.get_message(conn, access.conversation_id, message_id)
+            message = await store.get_message(conn, access.conversation_id, message_id)
         if message is None or message.seq < access.member.joined_seq:
             raise not_found(f"message {message_id} does not exist")
         return message
+
+    async def summaries(
+        self, conn: AsyncConnection, user_id: str, memberships: dict[str, Member]
+    ) -> dict[str, dict[str, Any]]:
+        """Each conversation's unread count and last message, for the conversation list."""
+        reads = [(c, m.read_seq) for c, m in memberships.items()]
+        spans = [Span(c, m.joined_seq, m.left_seq) for c, m in memberships.items()]
+        unread = await store.unread_counts(conn, user_id, reads)
+        last = await store.last_messages(conn, spans)
+        return {
+            c: {
+                "unread_count": unread.get(c, 0),
+                "last_message": message_json(last[c]) if c in last else None,
+            }
+            for c in memberships
+        }
 
     # ---------------------------------------------------------------- edit and recall
 
@@ -255,26 +326,16 @@ class MessageService:
                 raise forbidden("the recall window has passed")
             raise forbidden("only the sender (or a group owner/admin) may recall a message")
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)  # twins of this recall wait here, then find it
-            earlier = await spine.find_event(
-                tx.conn, conversation_id, "message.recalled", message_id
-            )
+            await eventlog.lock_position(tx.conn)  # twins of this recall wait here, then find it
+            earlier = await store.find_recall(tx.conn, conversation_id, message_id)
             if earlier is not None:
                 return {"message_id": message_id, "seq": earlier.seq}
-            await spine.erase_message(tx.conn, message_id, now)
-            stored = await spine.append_events(
-                tx.conn,
-                [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="message.recalled",
-                        sender_id=caller.user_id,
-                        message_id=message_id,
-                        data={"by": caller.user_id, "recalled_at": now},
-                    )
-                ],
-                now,
+            await store.erase(tx.conn, conversation_id, message_id, now)
+            recalled = MessageRecalled(caller.user_id, now)
+            new = NewEvent.of(
+                conversation_id, recalled, sender_id=caller.user_id, ref_id=message_id
             )
+            stored = await self._log.append(tx, [new], now)
             tx.on_commit(lambda: self._on_committed(stored))
         return {"message_id": message_id, "seq": stored[0].seq}
 
@@ -290,32 +351,28 @@ class MessageService:
             }
         )
         access = await self._conversations.access_conversation(caller, conversation_id)
-        await self._check_may_send(caller, access)
-        message = await self._visible_message(access, message_id)
         now = self._clock.now_ms()
+        context = SendContext(caller, request, access, now)
+        peer = _direct_peer(caller, access)
+        if peer is not None:
+            context.blocked = await self._contacts.is_blocked(caller.user_id, peer)
+        self._decide(context)
+        message = await self._visible_message(access, message_id)
         if message.sender_id != caller.user_id:
             raise forbidden("only the sender may edit a message")
-        if message.recalled_at is not None:
+        if message.redacted_at is not None:
             raise conflict("a recalled message cannot be edited")
         if now - message.sent_at > self._edit_window_ms:
             raise forbidden("the edit window has passed")
         async with self._db.write() as tx:
-            await spine.lock_position(tx.conn)
-            if not await spine.set_message_body(tx.conn, message_id, request.body, now):
+            await eventlog.lock_position(tx.conn)
+            if not await store.set_body(tx.conn, message, request.body, now):
                 raise conflict("a recalled message cannot be edited")
-            stored = await spine.append_events(
-                tx.conn,
-                [
-                    spine.NewEvent(
-                        stream_id=conversation_id,
-                        type="message.edited",
-                        sender_id=caller.user_id,
-                        message_id=message_id,
-                        body=request.body,
-                    )
-                ],
-                now,
-            )
+            edit = NewEvent(
+                conversation_id, EDITED, caller.user_id, ref_id=message_id,
+                payload={"body": request.body},
+            )  # fmt: skip
+            stored = await self._log.append(tx, [edit], now)
             tx.on_commit(lambda: self._on_committed(stored))
         return {"message_id": message_id, "seq": stored[0].seq}
 
@@ -325,12 +382,7 @@ class MessageService:
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**62:
             raise bad_request("seq must be a non-negative integer")
         await self._conversations.access_conversation(caller, conversation_id)
-        async with self._db.write() as tx:
-            info = await spine.stream_info(tx.conn, [conversation_id])
-            if seq > int(info[conversation_id].last_seq):
-                raise bad_request("seq is beyond the conversation's last_seq")
-            moved = await spine.advance_read(tx.conn, conversation_id, caller.user_id, seq)
-        if moved:
+        if await self._conversations.do_advance_read(caller, conversation_id, seq):
             self._broadcast_state(
                 conversation_id,
                 {
@@ -353,10 +405,10 @@ class MessageService:
     ) -> dict[str, list[str]]:
         access = await self._conversations.access_conversation(caller, conversation_id)
         async with self._db.read() as conn:
-            message = await spine.message_at(conn, conversation_id, seq)
-            if message is None or seq < access.member.joined_seq:
-                raise not_found(f"no message at seq {seq}")
-            members = await spine.list_members(conn, conversation_id)
+            message = await store.message_at(conn, conversation_id, seq)
+        if message is None or seq < access.member.joined_seq:
+            raise not_found(f"no message at seq {seq}")
+        members = await self._conversations.current_members(conversation_id)
         others = [m for m in members if m.user_id != message.sender_id and m.joined_seq <= seq]
         return {
             "read_by": [m.user_id for m in others if m.read_seq >= seq],
