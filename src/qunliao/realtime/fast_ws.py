@@ -174,14 +174,7 @@ class HttpOrWebSocket(asyncio.Protocol):
         def listener(request: WSUpgradeRequest) -> GatewaySocket:
             return GatewaySocket(request, host, route.handler, route.writes, connections)
 
-        protocol = WSProtocol(
-            None, None, False, listener, _picows_log,
-            True,  # disconnect when a callback raises
-            HANDSHAKE_TIMEOUT_S,
-            False, 20, 20, WSAutoPingStrategy.PING_WHEN_IDLE,  # no pings of ours: clients ping
-            True,  # answer pings
-            MAX_MESSAGE, None, READ_BUFFER,
-        )  # fmt: skip
+        protocol = picows_protocol(listener)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         view = head
@@ -198,6 +191,32 @@ class HttpOrWebSocket(asyncio.Protocol):
         transport, head = self._transport, self._head
         self._transport, self._head = None, b""
         return transport, head
+
+
+def picows_protocol(listener_factory: Callable[[WSUpgradeRequest], WSListener]) -> Any:
+    """picows' server protocol for one connection that uvicorn accepted.
+
+    `WSProtocol` is not in picows' public API (its `ws_create_server` would own the listening
+    socket), so it is built here by keyword: a renamed or added parameter in a new picows fails
+    loudly instead of binding a wrong value. tests/unit/test_private_apis.py builds one.
+    """
+    return WSProtocol(
+        host_port=None,
+        ws_path=None,
+        is_client_side=False,
+        ws_listener_factory=listener_factory,
+        logger=_picows_log,
+        disconnect_on_exception=True,  # a callback that raises drops its connection
+        websocket_handshake_timeout=HANDSHAKE_TIMEOUT_S,
+        enable_auto_ping=False,  # no pings of picows' own: the gateway's heartbeat (`probe`)
+        auto_ping_idle_timeout=20,
+        auto_ping_reply_timeout=20,
+        auto_ping_strategy=WSAutoPingStrategy.PING_WHEN_IDLE,
+        enable_auto_pong=True,  # answer pings
+        max_frame_size=MAX_MESSAGE,
+        extra_headers=None,
+        read_buffer_init_size=READ_BUFFER,
+    )
 
 
 def _is_request_to(head: bytes, prefix: bytes) -> bool:
