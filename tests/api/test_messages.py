@@ -64,6 +64,15 @@ async def test_bad_messages_change_nothing(h: Harness) -> None:
     assert len(history) == 1
 
 
+async def test_client_txn_id_is_bounded_at_128_characters(h: Harness) -> None:
+    alice, bob = await h.user("alice"), await h.user("bob")
+    conversation = await h.direct(alice, bob)
+    too_long = await h.send(alice, conversation, "x", txn="t" * 129)
+    assert too_long.status_code == 400, too_long.text
+    assert too_long.json()["error"]["code"] == "bad_request"
+    assert (await h.send(alice, conversation, "x", txn="t" * 128)).status_code == 201
+
+
 async def test_history_pages_backwards(h: Harness) -> None:
     alice, bob = await h.user("alice"), await h.user("bob")
     conversation = await h.direct(alice, bob)

@@ -8,9 +8,10 @@ from pydantic import Field
 
 from qunliao.core.http import AuthDependency, Body
 from qunliao.core.principal import Principal
-from qunliao.features.messages.service import MessageService, check_send
+from qunliao.features.messages.service import MAX_MENTIONS, MAX_TXN_ID, MessageService, check_send
 
 MAX_INT = 2**62  # positions, seqs and times all fit far below 64 bits
+MentionList = Annotated[list[Annotated[str, Field(max_length=40)]], Field(max_length=MAX_MENTIONS)]
 
 
 class TextBody(Body):
@@ -18,11 +19,12 @@ class TextBody(Body):
 
 
 class NewMessage(Body):
-    client_txn_id: str = Field(max_length=1000)
+    # the same bounds as check_send, which validates the frame again on every transport
+    client_txn_id: str = Field(min_length=1, max_length=MAX_TXN_ID)
     msg_type: Literal["text"] = "text"
     body: TextBody
-    reply_to: str | None = Field(None, max_length=1000)
-    mentions: list[str] | Literal["all"] | None = Field(None, max_length=1000)
+    reply_to: str | None = Field(None, max_length=40)
+    mentions: MentionList | Literal["all"] | None = None
 
 
 class Edit(Body):
