@@ -129,7 +129,7 @@ def build_services(
     password_hasher: PasswordHasher | None = None,
 ) -> Services:
     clock = clock or SystemClock()
-    ids = ids or IdGenerator()
+    ids = ids or IdGenerator(clock.now_ms)
     metrics = Metrics()
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = Registry()
