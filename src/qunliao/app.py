@@ -20,6 +20,7 @@ from qunliao import __version__
 from qunliao.core.clock import Clock, SystemClock
 from qunliao.core.errors import ApiError
 from qunliao.core.events import StoredEvent
+from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
@@ -292,8 +293,10 @@ def create_app(
         )
 
     async def auth(request: Request) -> Principal:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        already = request.scope.get(PRINCIPAL_SCOPE_KEY)  # set by the idempotency middleware
+        if isinstance(already, Principal):
+            return already
+        token = bearer_token(request.headers.get("authorization", ""))
         return await svc.accounts.access_token(token)
 
     @app.get("/healthz", tags=["health"], summary="Readiness: the database answers")

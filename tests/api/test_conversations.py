@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from qunliao.core.principal import Principal
 from tests.support.app import Harness
 
 
@@ -208,3 +211,31 @@ async def test_idempotency_key_makes_group_creation_retry_safe(h: Harness) -> No
         "/api/v1/conversations", json=body, headers={**alice.headers, "Idempotency-Key": "x" * 129}
     )
     assert bad.status_code == 400
+
+
+async def test_a_request_with_an_idempotency_key_is_authenticated_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bob = await h.user("alice"), await h.user("bob")
+    lookups = 0
+    access_token = h.services.accounts.access_token
+
+    async def counted(token: str | None) -> Principal:
+        nonlocal lookups
+        lookups += 1
+        return await access_token(token)
+
+    # the middleware's authenticate and the routes' auth dependency both look tokens up here
+    monkeypatch.setattr(h.services.accounts, "access_token", counted)
+    body = {"kind": "group", "member_ids": [bob.user_id], "title": "一次 once"}
+    for key in ("count-1", "count-1", None):  # the route runs, the retry is replayed, no key
+        lookups = 0
+        headers = alice.headers | ({"Idempotency-Key": key} if key else {})
+        r = await h.client.post("/api/v1/conversations", json=body, headers=headers)
+        assert r.status_code == 201 and lookups == 1, (key, r.text, lookups)
+    stranger = await h.client.post(
+        "/api/v1/conversations",
+        json=body,
+        headers={"Authorization": "Bearer nope", "Idempotency-Key": "count-2"},
+    )
+    assert stranger.status_code == 401

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from qunliao.core.clock import FakeClock
 from qunliao.core.errors import ApiError
+from qunliao.core.http import bearer_token
 from qunliao.core.ratelimit import RateLimiter
 from qunliao.core.tokens import decode_sync_token, encode_sync_token
 from qunliao.features.messages.service import check_send
@@ -31,6 +32,12 @@ def test_garbage_tokens_are_bad_request_or_valid(token: str) -> None:
 
 def test_no_token_means_start() -> None:
     assert decode_sync_token(None) == 0 and decode_sync_token("") == 0
+
+
+def test_bearer_token() -> None:
+    assert bearer_token("Bearer abc") == bearer_token("bearer  abc ") == "abc"
+    for header in ("", "Bearer", "Bearer ", "Basic abc", "Bearerabc"):
+        assert bearer_token(header) is None
 
 
 def test_rate_limiter_refills() -> None:

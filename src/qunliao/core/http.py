@@ -1,4 +1,5 @@
-"""Shared request-model base: strict JSON objects (unknown fields are an error)."""
+"""Shared HTTP pieces: the strict request-model base (unknown fields are an error), the Bearer
+header, and where a request's already authenticated caller travels in the ASGI scope."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from qunliao.core.principal import Principal
 
 AuthDependency = Callable[..., Awaitable[Principal]]
+# The idempotency middleware authenticates before the route; it leaves the Principal here so the
+# route's auth dependency does not look the token up a second time.
+PRINCIPAL_SCOPE_KEY = "qunliao.principal"
+
+
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None for any other or empty one."""
+    if header[:7].lower() != "bearer ":
+        return None
+    return header[7:].strip() or None
 
 
 def _check_utf8(value: Any) -> None:

@@ -19,6 +19,7 @@ import orjson
 
 from qunliao.core.errors import ApiError
 from qunliao.core.events import StoredEvent
+from qunliao.core.http import bearer_token
 from qunliao.core.principal import Principal
 from qunliao.core.streams import FrameHandler, Registry
 from qunliao.core.tokens import decode_sync_token, encode_sync_token
@@ -183,10 +184,7 @@ def _error_frame(client_txn_id: Any, error: ApiError) -> Frame:
 
 
 def _token_from(sock: Socket) -> str | None:
-    header = sock.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return sock.query.get("access_token")
+    return bearer_token(sock.headers.get("authorization", "")) or sock.query.get("access_token")
 
 
 def _parse(raw: str | bytes | memoryview) -> Any:

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from qunliao.core.errors import ApiError
+from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token
 from qunliao.core.principal import Principal
 from qunliao.features.idempotency.service import IdempotencyService, fingerprint
 
@@ -38,14 +39,15 @@ class IdempotencyMiddleware:
             return
         headers = dict(scope.get("headers", []))
         key_raw = headers.get(b"idempotency-key")
-        auth = headers.get(b"authorization", b"").decode("latin-1")
-        if key_raw is None or not auth.lower().startswith("bearer "):
+        token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
+        if key_raw is None or token is None:
             await self._app(scope, receive, send)
             return
-        principal = await self._authenticate(auth[7:].strip())
+        principal = await self._authenticate(token)
         if principal is None:
             await self._app(scope, receive, send)  # the app answers 401
             return
+        scope[PRINCIPAL_SCOPE_KEY] = principal  # the route's auth dependency takes it from here
         key = key_raw.decode("latin-1")
         body = await _read_body(receive)
         try:
