@@ -1,11 +1,11 @@
 """An expired cache entry sends one caller to storage, not every send in flight."""
 
-from qunliao.features.conversations.access import AccessCache
+from qunliao.core.cache import GraceCache
 
 
 def test_an_expired_entry_reloads_once_and_serves_the_rest_meanwhile() -> None:
     now = [0.0]
-    cache: AccessCache[str] = AccessCache(lambda: now[0], ttl_s=30, grace_s=2)
+    cache: GraceCache[str] = GraceCache(lambda: now[0], ttl_s=30, grace_s=2)
     cache.put("c_群", "u_1", "member", cache.generation("c_群"))
     assert cache.get("c_群", "u_1") == "member"
     now[0] = 31.0  # expired
@@ -21,9 +21,17 @@ def test_an_expired_entry_reloads_once_and_serves_the_rest_meanwhile() -> None:
 
 def test_forget_drops_what_grace_would_serve() -> None:
     now = [0.0]
-    cache: AccessCache[str] = AccessCache(lambda: now[0], ttl_s=30, grace_s=2)
+    cache: GraceCache[str] = GraceCache(lambda: now[0], ttl_s=30, grace_s=2)
     cache.put("c_1", "u_1", "member", cache.generation("c_1"))
     now[0] = 31.0
     assert cache.get("c_1", "u_1") is None
     cache.forget("c_1")  # removed from the group meanwhile
     assert cache.get("c_1", "u_1") is None and cache.get("c_1", "u_1") is None
+
+
+def test_a_cached_false_is_an_answer() -> None:
+    now = [0.0]
+    blocks: GraceCache[bool] = GraceCache(lambda: now[0], ttl_s=5, grace_s=1)
+    blocks.put("u_recipient", "u_sender", False, blocks.generation("u_recipient"))
+    assert blocks.get("u_recipient", "u_sender") is False
+    assert blocks.fresh("u_recipient", "u_sender") is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from qunliao.core.cache import GraceCache
 from qunliao.core.clock import Clock
 from qunliao.core.errors import bad_request, conflict, forbidden, not_found
 from qunliao.core.ids import IdGenerator
@@ -38,8 +39,11 @@ class ContactService:
         self._ids = ids
         self._accounts = accounts
         self._inbox = inbox
-        self._block_cache: dict[tuple[str, str], tuple[float, bool]] = {}
-        self._refresh: set[tuple[str, str]] = set()  # expired keys one caller is reloading
+        # Whether a recipient blocks a sender, grouped by recipient: their block or unblock
+        # drops the recipient's answers at once.
+        self._blocks: GraceCache[bool] = GraceCache(
+            clock.monotonic, ttl_s=BLOCK_CACHE_S, grace_s=BLOCK_GRACE_S, max_entries=100_000
+        )
 
     def register(self, registry: Registry) -> None:
         """Friend requests arrive in users' inboxes."""
@@ -157,12 +161,12 @@ class ContactService:
         await self._accounts.profile(user_id)
         async with self._db.write() as tx:
             await store.block(tx.conn, caller.user_id, user_id, self._clock.now_ms())
-        self._block_cache.pop((caller.user_id, user_id), None)
+        self._blocks.forget(caller.user_id)
 
     async def do_unblock(self, caller: Principal, user_id: str) -> None:
         async with self._db.write() as tx:
             await store.unblock(tx.conn, caller.user_id, user_id)
-        self._block_cache.pop((caller.user_id, user_id), None)
+        self._blocks.forget(caller.user_id)
 
     async def blocked(self, caller: Principal) -> list[str]:
         async with self._db.read() as conn:
@@ -172,19 +176,10 @@ class ContactService:
         """Whether `recipient_id` blocks `sender_id`, if known in memory; None if not.
 
         When the entry has expired, this caller gets None (and reloads it through
-        `check_not_blocked`); the others keep the known answer for BLOCK_GRACE_S meanwhile,
+        `is_blocked`); the others keep the known answer for BLOCK_GRACE_S meanwhile,
         so an expiry under load sends one send to the database, not every one in flight.
         """
-        key = (recipient_id, sender_id)
-        cached = self._block_cache.get(key)
-        if cached is None:
-            return None
-        now = self._clock.monotonic()
-        if cached[0] >= now:
-            return cached[1]
-        self._block_cache[key] = (now + BLOCK_GRACE_S, cached[1])
-        self._refresh.add(key)
-        return None
+        return self._blocks.get(recipient_id, sender_id)
 
     async def is_blocked(self, sender_id: str, recipient_id: str) -> bool:
         """Whether `recipient_id` has blocked `sender_id`.
@@ -192,18 +187,13 @@ class ContactService:
         Cached briefly: this runs on every direct send. A block made through another process
         takes effect within BLOCK_CACHE_S; through this one, at once.
         """
-        key = (recipient_id, sender_id)
-        now = self._clock.monotonic()
-        cached = self._block_cache.get(key)
-        if cached is None or cached[0] < now or key in self._refresh:
-            self._refresh.discard(key)
+        blocked = self._blocks.fresh(recipient_id, sender_id)
+        if blocked is None:
+            generation = self._blocks.generation(recipient_id)
             async with self._db.read() as conn:
                 blocked = await store.is_blocked(conn, recipient_id, sender_id)
-            if len(self._block_cache) > 100_000:
-                self._block_cache.clear()
-                self._refresh.clear()
-            cached = self._block_cache[key] = (now + BLOCK_CACHE_S, blocked)
-        return cached[1]
+            self._blocks.put(recipient_id, sender_id, blocked, generation)
+        return blocked
 
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
         """Raise forbidden when `recipient_id` has blocked `sender_id`."""

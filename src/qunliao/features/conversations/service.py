@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from qunliao.core.cache import GraceCache
 from qunliao.core.clock import Clock
 from qunliao.core.errors import bad_request, conflict, forbidden, not_found
 from qunliao.core.events import NewEvent, Span, StoredEvent
@@ -17,7 +18,6 @@ from qunliao.core.streams import SpanReaders, StreamKind
 from qunliao.features.accounts import AccountService
 from qunliao.features.contacts import ContactService
 from qunliao.features.conversations import members, store
-from qunliao.features.conversations.access import AccessCache
 from qunliao.features.conversations.events import (
     EVENT_TYPES,
     ConversationCreated,
@@ -100,7 +100,10 @@ class ConversationService:
         self._contacts = contacts
         self._on_committed = on_committed
         self._max_members = max_group_members
-        self._access: AccessCache[Access] = AccessCache(clock.monotonic)
+        # Memberships this process verified, by conversation: dropped when this process commits a
+        # change to the conversation and when the hub sees a membership or conversation event from
+        # any process (forget_conversation).
+        self._access: GraceCache[Access] = GraceCache(clock.monotonic)
 
     # ---------------------------------------------------------------- access
 

@@ -1,10 +1,10 @@
-"""A per-process cache of verified memberships, for the send hot path.
+"""A per-process cache of answers checked against storage, for the send hot path.
 
-Entries are dropped when this process commits a change to the conversation and when the hub
-sees a membership or conversation event from any process, and expire after `ttl_s` regardless.
-An expired entry sends one caller to storage and serves the others for `grace_s` meanwhile:
-under load an expiry must not send every send in flight to the database at once (it did, and
-the reads queued behind each other until throughput collapsed).
+Entries live in groups (a conversation's members, a user's blocks): a change drops a whole group
+at once (`forget`), and an entry expires after `ttl_s` regardless. An expired entry sends one
+caller to storage and serves the others for `grace_s` meanwhile: under load an expiry must not
+send every send in flight to the database at once (it did, and the reads queued behind each other
+until throughput collapsed).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class AccessCache(Generic[T]):
+class GraceCache(Generic[T]):
     def __init__(
         self,
         now: Callable[[], float],
@@ -33,9 +33,9 @@ class AccessCache(Generic[T]):
         self._size = 0
         self._generations: dict[str, int] = {}
 
-    def get(self, conversation_id: str, user_id: str) -> T | None:
-        users = self._entries.get(conversation_id)
-        if users is None or (entry := users.get(user_id)) is None:
+    def get(self, group: str, key: str) -> T | None:
+        entries = self._entries.get(group)
+        if entries is None or (entry := entries.get(key)) is None:
             return None
         expires, value, serve_until = entry
         now = self._now()
@@ -43,38 +43,38 @@ class AccessCache(Generic[T]):
             return value
         # This caller reloads it (its `put` replaces the entry); the others keep the value
         # a little longer meanwhile, and the next of them reloads if that one never does.
-        users[user_id] = (expires, value, now + self._grace_s)
+        entries[key] = (expires, value, now + self._grace_s)
         return None
 
-    def fresh(self, conversation_id: str, user_id: str) -> T | None:
+    def fresh(self, group: str, key: str) -> T | None:
         """The value only while it has not expired (for the caller that reloads it)."""
-        entry = self._entries.get(conversation_id, {}).get(user_id)
+        entry = self._entries.get(group, {}).get(key)
         if entry is None or entry[0] < self._now():
             return None
         return entry[1]
 
-    def generation(self, conversation_id: str) -> int:
+    def generation(self, group: str) -> int:
         """Read before loading from storage; `put` refuses a value loaded before a `forget`."""
-        return self._generations.get(conversation_id, 0)
+        return self._generations.get(group, 0)
 
-    def put(self, conversation_id: str, user_id: str, value: T, generation: int) -> None:
-        if self._generations.get(conversation_id, 0) != generation:
+    def put(self, group: str, key: str, value: T, generation: int) -> None:
+        if self._generations.get(group, 0) != generation:
             return  # changed while we were reading: the value may be stale
         if self._size >= self._max_entries:
             self._entries.clear()
             self._size = 0
-        users = self._entries.setdefault(conversation_id, {})
-        if user_id not in users:
+        entries = self._entries.setdefault(group, {})
+        if key not in entries:
             self._size += 1
         expires = self._now() + self._ttl_s
-        users[user_id] = (expires, value, expires)
+        entries[key] = (expires, value, expires)
 
-    def forget(self, conversation_id: str) -> None:
-        self._generations[conversation_id] = self._generations.get(conversation_id, 0) + 1
+    def forget(self, group: str) -> None:
+        self._generations[group] = self._generations.get(group, 0) + 1
         if len(self._generations) > self._max_entries:
             self._generations.clear()  # every earlier reader's generation is now stale anyway
             self._entries.clear()
             self._size = 0
-        dropped = self._entries.pop(conversation_id, None)
+        dropped = self._entries.pop(group, None)
         if dropped:
             self._size -= len(dropped)
