@@ -28,7 +28,10 @@ PINNED = ("picows", "uvicorn", "aiosqlite")
 FAST_WS = "src/qunliao/realtime/fast_ws.py"
 ASGI_SOCKET = "src/qunliao/realtime/asgi_socket.py"
 CLI = "src/qunliao/cli.py"
-STORAGE = "src/qunliao/storage/db.py and src/qunliao/storage/fast_append.py"
+STORAGE = (
+    "src/qunliao/storage/db.py, src/qunliao/storage/eventlog/batch.py and "
+    "src/qunliao/storage/eventlog/write.py"
+)
 HTTP_TOOLS = ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol")
 
 
