@@ -26,6 +26,7 @@ from qunliao.core.events import NewEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.features.conversations import ReadPositions
+from qunliao.features.sync.service import SyncService
 from qunliao.settings import Settings
 from qunliao.storage.eventlog.batch import _sqlite_batch
 from qunliao.storage.migrate import migrate_sync
@@ -63,7 +64,7 @@ def fill(path: Path, messages: int) -> None:
 
 async def measure(url: str, repeats: int) -> None:
     services = build_services(Settings(database_url=url))  # the app's sync, kinds and all
-    db, sync = services.db, services.sync
+    db, sync = services.db, services.need(SyncService)
     await db.start()
     caller = Principal(user_id=READER, device_id="v_r")
     reads: list[float] = []

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from argon2 import PasswordHasher
@@ -25,19 +26,16 @@ from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
 from qunliao.core.streams import Registry
-from qunliao.features.accounts import api as accounts_api
-from qunliao.features.accounts.service import AccountService
-from qunliao.features.contacts import api as contacts_api
-from qunliao.features.contacts.service import ContactService
-from qunliao.features.conversations import api as conversations_api
-from qunliao.features.conversations.service import ConversationService
-from qunliao.features.idempotency.api import IdempotencyMiddleware
-from qunliao.features.idempotency.service import IdempotencyService
-from qunliao.features.inbox import InboxService
-from qunliao.features.messages import api as messages_api
-from qunliao.features.messages.service import MessageService, same_send
-from qunliao.features.sync import api as sync_api
-from qunliao.features.sync.service import SyncService
+from qunliao.features import (
+    accounts,
+    contacts,
+    conversations,
+    idempotency,
+    inbox,
+    messages,
+    sync,
+)
+from qunliao.features.wiring import Step, Wiring
 from qunliao.metrics import Metrics
 from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
@@ -47,10 +45,10 @@ from qunliao.realtime.hub import Hub
 from qunliao.settings import Settings
 from qunliao.storage import eventlog
 from qunliao.storage.db import Database
-from qunliao.storage.group_commit import GroupCommit
 from qunliao.storage.migrate import migrate
 from qunliao.webclient import mount_web_client
 
+T = TypeVar("T")
 log = logging.getLogger("qunliao")
 WS_PATH = "/api/v1/ws"
 
@@ -90,21 +88,25 @@ class LogSource:
             return await eventlog.max_position(conn)
 
 
+# The features, in the order they are installed (each may need the ones before it). A new
+# feature is its folder under features/ and one line here.
+FEATURES = (accounts, inbox, contacts, conversations, messages, sync, idempotency)
+
+
 @dataclass
 class Services:
     settings: Settings
     db: Database
     hub: Hub
-    writer: GroupCommit
     gateway: Gateway
     registry: Registry
-    accounts: AccountService
-    contacts: ContactService
-    conversations: ConversationService
-    messages: MessageService
-    sync: SyncService
     metrics: Metrics
     clock: Clock
+    wiring: Wiring
+
+    def need(self, kind: type[T]) -> T:
+        """A feature's service (for the CLI and tests)."""
+        return self.wiring.need(kind)
 
 
 def error_response(error: ApiError) -> Response:
@@ -112,6 +114,19 @@ def error_response(error: ApiError) -> Response:
     if error.retry_after is not None:
         headers["Retry-After"] = str(max(1, int(error.retry_after + 0.999)))
     return ORJSONResponse(error.to_json(), status_code=error.status, headers=headers)
+
+
+async def error_answer(error: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """An error as (status, body, headers), for ASGI middleware that answers by itself."""
+    response = error_response(error)
+    headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
+    return response.status_code, bytes(response.body), headers
+
+
+async def _run(step: Step) -> None:
+    result = step()
+    if inspect.isawaitable(result):
+        await result
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -134,7 +149,6 @@ def build_services(
     metrics = Metrics()
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = Registry()
-    log = eventlog.EventLog(registry.append_hooks)
     hub = Hub(
         LogSource(db),
         make_bus(settings.bus_url),
@@ -143,82 +157,28 @@ def build_services(
         now_ms=clock.now_ms,
         on_lag=metrics.delivery_lag.observe,
     )
-
-    def on_committed(events: Sequence[StoredEvent]) -> None:
-        hub.committed(events)
-
-    def on_batch(size: int, seconds: float) -> None:
-        metrics.commit_batch.observe(size)
-        metrics.commit_seconds.observe(seconds)
-
-    writer = GroupCommit(
-        db, clock, on_committed, hooks=registry.append_hooks, same_send=same_send,
-        on_batch=on_batch,
+    wiring = Wiring(
+        settings, db, clock, ids, metrics, registry, eventlog.EventLog(registry.append_hooks), hub,
+        RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst), error_answer,
+        password_hasher,
     )  # fmt: skip
-    limiter = RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst)
-    accounts = AccountService(db, clock, ids, hub.revoke_devices, hasher=password_hasher)
-    inbox = InboxService(clock, log, on_committed)
-    contacts = ContactService(db, clock, ids, accounts, inbox)
-    conversations = ConversationService(
-        db,
-        clock,
-        ids,
-        accounts,
-        contacts,
-        log,
-        on_committed,
-        max_group_members=settings.max_group_members,
-    )
-    messages = MessageService(
-        db,
-        clock,
-        ids,
-        writer,
-        conversations,
-        contacts,
-        log,
-        limiter,
-        on_committed,
-        hub.broadcast_state,
-        recall_window_s=settings.recall_window_s,
-        edit_window_s=settings.edit_window_s,
-    )
-    # The stream kinds, their event types and frames: what sync, the hub and the gateway serve.
-    registry.add_kind(conversations.stream_kind())
-    registry.add_kind(inbox.stream_kind())
-    contacts.register(registry)
-    messages.register(registry)
-    sync = SyncService(db, hub, registry, observe=metrics.sync_seconds.observe)
+    for feature in FEATURES:
+        feature.install(wiring)
+    if wiring.authenticate is None or wiring.catch_up is None:
+        raise LookupError("FEATURES must install accounts (who holds a token) and sync")
     gateway = Gateway(
         hub,
-        GatewayHandlers(accounts.authenticate, sync.events_for_user, registry),
+        GatewayHandlers(wiring.authenticate, wiring.catch_up, registry),
         queue_limit=settings.ws_queue_limit,
         max_connections=settings.max_connections,
         max_per_ip=settings.max_connections_per_ip,
         ping_interval_s=settings.ws_ping_interval_s,
     )
-    _register_readings(metrics, hub, writer, gateway)
-    return Services(
-        settings,
-        db,
-        hub,
-        writer,
-        gateway,
-        registry,
-        accounts,
-        contacts,
-        conversations,
-        messages,
-        sync,
-        metrics,
-        clock,
-    )
+    _register_readings(metrics, hub, gateway)
+    return Services(settings, db, hub, gateway, registry, metrics, clock, wiring)
 
 
-def _register_readings(metrics: Metrics, hub: Hub, writer: GroupCommit, gateway: Gateway) -> None:
-    metrics.counter("qunliao_messages_committed", "Messages stored by group commit",
-                    lambda: writer.committed)  # fmt: skip
-    metrics.counter("qunliao_commit_batches", "Group-commit transactions", lambda: writer.batches)
+def _register_readings(metrics: Metrics, hub: Hub, gateway: Gateway) -> None:
     metrics.counter("qunliao_deliveries", "Events handed to sockets", lambda: hub.delivered)
     metrics.counter("qunliao_hub_database_reads", "Hub reads that found events in the database",
                     lambda: hub.polls_found)  # fmt: skip
@@ -234,6 +194,9 @@ def create_app(
     settings: Settings, *, services: Services | None = None, auto_migrate: bool = True
 ) -> FastAPI:
     svc = services or build_services(settings)
+    access_token = svc.wiring.access_token
+    if access_token is None:
+        raise LookupError("FEATURES must install accounts (who holds a token)")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -241,7 +204,8 @@ def create_app(
             await migrate(settings.database_url)
         await svc.db.start()
         await svc.hub.start()
-        svc.writer.start()
+        for step in svc.wiring.starts:
+            await _run(step)
         svc.gateway.start()
         log.info(
             "qunliao %s serving on %s (bus %s)",
@@ -255,10 +219,11 @@ def create_app(
         finally:
             svc.gateway.close_all()
             await svc.gateway.stop()
-            await svc.writer.stop()
+            for step in reversed(svc.wiring.stops):
+                await _run(step)
             await svc.hub.stop()
             await svc.db.close()
-            log.info("qunliao stopped cleanly (%d messages committed)", svc.writer.committed)
+            log.info("qunliao stopped cleanly")
 
     app = FastAPI(
         title="qunliao",
@@ -297,7 +262,7 @@ def create_app(
         if isinstance(already, Principal):
             return already
         token = bearer_token(request.headers.get("authorization", ""))
-        return await svc.accounts.access_token(token)
+        return await access_token(token)
 
     @app.get("/healthz", tags=["health"], summary="Readiness: the database answers")
     async def healthz() -> Any:
@@ -315,23 +280,11 @@ def create_app(
     async def metrics() -> Response:
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app.include_router(accounts_api.router(svc.accounts, auth))
-    app.include_router(contacts_api.router(svc.contacts, auth))
-    app.include_router(conversations_api.router(svc.conversations, auth))
-    app.include_router(messages_api.router(svc.messages, auth))
-    app.include_router(sync_api.router(svc.sync, auth))
+    for make_router in svc.wiring.routers:
+        app.include_router(make_router(auth))
+    for middleware, options in svc.wiring.middleware:
+        app.add_middleware(middleware, **options)
 
-    async def error_answer(error: ApiError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-        response = error_response(error)
-        headers = [(k, v) for k, v in response.raw_headers if k != b"content-length"]
-        return response.status_code, bytes(response.body), headers
-
-    app.add_middleware(
-        IdempotencyMiddleware,
-        service=IdempotencyService(svc.db, svc.clock),
-        authenticate=svc.accounts.authenticate,
-        on_error=error_answer,
-    )
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
     app.add_middleware(WebSocketFastPath, path=WS_PATH, handler=svc.gateway.endpoint)
     mount_web_client(app)

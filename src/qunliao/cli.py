@@ -175,6 +175,7 @@ def create_user(
     """Create an account."""
     from qunliao.app import build_services
     from qunliao.core.errors import ApiError
+    from qunliao.features.accounts import AccountService
 
     settings = _settings(config, database_url=database_url)
     _run_migrations(settings)
@@ -183,7 +184,8 @@ def create_user(
         services = build_services(settings)
         await services.db.start()
         try:
-            return await services.accounts.do_register(username, password, display_name or username)
+            accounts = services.need(AccountService)
+            return await accounts.do_register(username, password, display_name or username)
         finally:
             await services.db.close()
 

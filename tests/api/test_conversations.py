@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qunliao.core.principal import Principal
+from qunliao.features.accounts import AccountService
 from tests.support.app import Harness
 
 
@@ -218,7 +219,8 @@ async def test_a_request_with_an_idempotency_key_is_authenticated_once(
 ) -> None:
     alice, bob = await h.user("alice"), await h.user("bob")
     lookups = 0
-    access_token = h.services.accounts.access_token
+    accounts = h.services.need(AccountService)
+    access_token = accounts.access_token
 
     async def counted(token: str | None) -> Principal:
         nonlocal lookups
@@ -226,7 +228,7 @@ async def test_a_request_with_an_idempotency_key_is_authenticated_once(
         return await access_token(token)
 
     # the middleware's authenticate and the routes' auth dependency both look tokens up here
-    monkeypatch.setattr(h.services.accounts, "access_token", counted)
+    monkeypatch.setattr(accounts, "access_token", counted)
     body = {"kind": "group", "member_ids": [bob.user_id], "title": "一次 once"}
     for key in ("count-1", "count-1", None):  # the route runs, the retry is replayed, no key
         lookups = 0

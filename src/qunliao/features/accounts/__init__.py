@@ -1,5 +1,25 @@
 """The accounts feature. Other features use it through this module only."""
 
-from qunliao.features.accounts.service import AccountService
+from functools import partial
 
-__all__ = ["AccountService"]
+from qunliao.core.principal import Principal
+from qunliao.features.accounts import api
+from qunliao.features.accounts.service import AccountService
+from qunliao.features.wiring import Wiring
+
+
+def install(wiring: Wiring) -> None:
+    accounts = wiring.provide(
+        AccountService(wiring.db, wiring.clock, wiring.ids, wiring.hub.revoke_devices,
+                       hasher=wiring.password_hasher)
+    )  # fmt: skip
+
+    async def access_token(token: str | None) -> Principal:
+        return await accounts.access_token(token)  # looked up per call: tests may wrap it
+
+    wiring.access_token = access_token
+    wiring.authenticate = accounts.authenticate
+    wiring.routers.append(partial(api.router, accounts))
+
+
+__all__ = ["AccountService", "install"]

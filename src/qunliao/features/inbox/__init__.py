@@ -4,5 +4,12 @@ Other features use it through this module only.
 """
 
 from qunliao.features.inbox.service import KIND, InboxService
+from qunliao.features.wiring import Wiring
 
-__all__ = ["KIND", "InboxService"]
+
+def install(wiring: Wiring) -> None:
+    inbox = wiring.provide(InboxService(wiring.clock, wiring.log, wiring.on_committed))
+    wiring.registry.add_kind(inbox.stream_kind())
+
+
+__all__ = ["KIND", "InboxService", "install"]
