@@ -117,10 +117,12 @@ class EveryoneSignedIn:
         return True
 
 
-# A WebSocket frame of the kind's own `type`: the caller, the frame → a reply frame or None.
+# A WebSocket frame of a registered `type`: the caller, the frame → a reply frame or None (the
+# gateway adds the frame's `client_txn_id` to a reply, and answers an ApiError with an error frame).
 FrameCall = Callable[[Principal, Frame], Awaitable[Frame | None]]
 # The hot path: queue the work and return True (`reply` gets the result later, which
-# `result_frame` turns into the answer), or False when it needs storage (then `call` runs).
+# `result_frame(client_txn_id, result)` turns into the answer), or False when the work needs
+# storage (then `call` runs).
 FrameNow = Callable[[Principal, Frame, Callable[[Any], None]], bool]
 
 
@@ -128,7 +130,7 @@ FrameNow = Callable[[Principal, Frame, Callable[[Any], None]], bool]
 class FrameHandler:
     call: FrameCall
     now: FrameNow | None = None
-    result_frame: Callable[[Any], Frame] | None = None
+    result_frame: Callable[[Any, Any], Frame] | None = None
 
 
 @dataclass

@@ -505,7 +505,7 @@ class Gateway:
         txn = frame.get("client_txn_id")
         if handler.now is not None:
             # The hot path: answered from memory and queued, or False when it needs storage.
-            to_frame = handler.result_frame or _same
+            to_frame = handler.result_frame or _with_txn
             try:
                 if handler.now(principal, frame, partial(_answer, conn, txn, to_frame)):
                     return
@@ -524,7 +524,7 @@ class Gateway:
         except Exception as exc:
             result = exc
         if result is not None:
-            _answer(conn, txn, _same, result)
+            _answer(conn, txn, _with_txn, result)
 
     @staticmethod
     def _spawn(tasks: set[asyncio.Task[Any]], work: Awaitable[None]) -> None:
@@ -533,19 +533,18 @@ class Gateway:
         task.add_done_callback(tasks.discard)
 
 
-def _same(frame: Frame) -> Frame:
-    return frame
+def _with_txn(txn: Any, frame: Frame) -> Frame:
+    return {"type": frame["type"], "client_txn_id": txn, **frame}
 
 
 def _answer(
-    conn: SocketConnection, txn: Any, to_frame: Callable[[Any], Frame], result: Any
+    conn: SocketConnection, txn: Any, to_frame: Callable[[Any, Any], Frame], result: Any
 ) -> None:
     """The answer (an ack, after the commit) or the error for one frame."""
     if not isinstance(result, BaseException):
-        frame = to_frame(result)
-        conn.send_frame({"type": frame["type"], "client_txn_id": txn, **frame})
+        conn.send_frame(to_frame(txn, result))
     elif isinstance(result, ApiError):
         conn.send_frame(_error_frame(txn, result))
     else:
-        log.error("ws send failed", exc_info=result)
+        log.error("ws frame failed", exc_info=result)
         conn.send_frame(_error_frame(txn, ApiError("internal", "internal error")))

@@ -8,7 +8,7 @@ checks with `add_send_check` (anti-fraud, moderation, quotas); none registered c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -103,7 +103,7 @@ class SendContext:
     now_ms: int
     blocked: bool = False  # the other user of a direct conversation blocks the caller
     reply_missing: bool = False  # reply_to names no message of this conversation
-    strangers: list[str] = field(default_factory=list)  # mentioned users who are not members
+    strangers: Sequence[str] = ()  # mentioned users who are not members
 
 
 # A check another feature adds to every send: raises ApiError to refuse it.
@@ -142,8 +142,13 @@ def _result(event: StoredEvent) -> dict[str, Any]:
     return {"message_id": event.ref_id, "seq": event.seq, "sent_at": event.sent_at}
 
 
-def ack_frame(outcome: SendOutcome) -> dict[str, Any]:
-    return {"type": "ack", **_result(outcome.event)}
+def ack_frame(client_txn_id: Any, outcome: SendOutcome) -> dict[str, Any]:
+    """The WebSocket ack, built once per send on the hot path."""
+    event = outcome.event
+    return {
+        "type": "ack", "client_txn_id": client_txn_id, "message_id": event.ref_id,
+        "seq": event.seq, "sent_at": event.sent_at,
+    }  # fmt: skip
 
 
 def same_send(stored: StoredEvent, new: NewEvent) -> bool:
