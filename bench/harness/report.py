@@ -504,6 +504,24 @@ server-CPU and switches columns of the harness. This machine is a shared KVM gue
 run moves ±15–25 % with no change to the code (ws sends 27.2k and 31.5k msg/s in two runs of
 one build within ten minutes). Compare rows of one run.
 
+- **This run's machine is slower than yesterday's** (2026-12-02): the load client alone
+  against the do-nothing echo server reached 45–47k sends/s today against 119k then, and every
+  server's numbers moved down with it (1:1 sends on SQLite: qunliao 27.2k → 12.6k msg/s,
+  Synapse 128 → 38, ejabberd 295 → 147). Compare servers within one run, and a build with
+  another only when both were measured the same hour.
+- **The event log that features plug into** (issue 13: payload columns, stream kinds with
+  audiences, the registry in sync, the hub and the gateway, one append, one send policy) was
+  measured against the build before it on the same machine within the hour, interleaved
+  (`/tmp/qunliao-bench` runs 09:42 and 09:48, then ws/fan-out/catch-up and fixed-rate sweeps
+  again 10:15–10:22). Within this machine's noise nothing got worse. SQLite: ws sends 9.8k /
+  10.0k → 12.6k / 10.9k msg/s, CPU per message 0.101 / 0.099 → 0.078 / 0.091 ms; PostgreSQL:
+  9.7k / 9.4k → 9.7k / 9.1k msg/s, CPU 0.074 / 0.079 → 0.075 / 0.081 ms. Fan-out to 500:
+  SQLite 75k / 79k → 128k / 76k, PostgreSQL 72k / 79k → 72k / 91k deliveries/s. At the same
+  offered rates (open loop, 4,850/s): SQLite p50 4.6 → 4.2 ms, p99 25 → 20 ms; PostgreSQL
+  p50 15.9 → 12.5 ms, p99 30 → 21 ms. Catch-up per event (p99): SQLite 46 / 60 → 38 / 47 µs,
+  PostgreSQL 34 / 40 → 32 / 30 µs — one JSON payload per row is decoded instead of three
+  columns. `bench/sqlite_batch.py` (the commit batch alone, 100 a batch): 40.7 → 32.0 µs CPU a
+  message, with two columns fewer to write and the read-position move as a hook.
 - **The SQLite WAL never started over.** A passive checkpoint beside a writer that never
   pauses never completes, and only a completed one lets the next write reuse the WAL from its
   beginning: the WAL grew by ~1 GB a minute at 11k msg/s, every write extended the file, and
