@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.support.app import Harness
 
 
@@ -89,3 +91,20 @@ async def test_blocked_user_cannot_message_or_request(h: Harness) -> None:
     assert (await h.send(alice, conversation, "ok")).status_code == 201
     await h.call(alice, "DELETE", f"/api/v1/blocks/{bob.user_id}")
     assert (await h.send(bob, conversation, "thanks")).status_code == 201
+
+
+async def test_crossed_friend_requests_make_friends_once(h: Harness) -> None:
+    """Two users asking each other at the same moment (PostgreSQL runs both at once): the
+    second request finds the first and accepts it; nothing is left pending."""
+    for _ in range(5):
+        a, b = await h.user("xm"), await h.user("xh")
+        r1, r2 = await asyncio.gather(
+            h.call(a, "POST", "/api/v1/friend-requests", json={"user_id": b.user_id, "note": "嗨"}),
+            h.call(b, "POST", "/api/v1/friend-requests", json={"user_id": a.user_id, "note": "hi"}),
+        )
+        assert {r1.status_code, r2.status_code} <= {200, 201}, (r1.text, r2.text)
+        requests = (await h.call(a, "GET", "/api/v1/friend-requests")).json()
+        everything = requests["incoming"] + requests["outgoing"]
+        assert [r["status"] for r in everything] == ["accepted"], requests
+        contacts = (await h.call(a, "GET", "/api/v1/contacts")).json()["contacts"]
+        assert [c["user_id"] for c in contacts] == [b.user_id]

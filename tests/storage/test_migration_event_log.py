@@ -84,6 +84,8 @@ async def _shaped(url: str) -> tuple[list[dict[str, Any]], list[Any]]:
             inbox_members = (
                 await conn.execute(text("SELECT * FROM stream_members WHERE stream_id = 'i_b'"))
             ).all()
+        # Migrated payloads leave absent keys out, as new events do.
+        assert all(None not in e.payload.values() for e in found), [e.payload for e in found]
         return [services.registry.shape(e) for e in found], inbox_members
     finally:
         await db.close()
@@ -117,3 +119,28 @@ def test_old_events_read_the_same_after_the_migration(old_database: str) -> None
         "type": "friend_request.received", "conversation_id": "i_b", "seq": 1,
         "request": {"request_id": "fr_1", "note": "加个好友"}, "at": 30,
     }  # fmt: skip
+
+
+def test_a_failed_migration_changes_nothing_and_can_run_again(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate_sync(url, "0003")
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("INSERT INTO streams VALUES ('c_1', 'conversation', 1, NULL, 0)")
+    conn.execute(  # a body that is not JSON makes the copy fail half-way
+        "INSERT INTO events (pos, stream_id, seq, type, message_id, msg_type, body, sent_at) "
+        "VALUES (1, 'c_1', 1, 'message', 'm_1', 'text', 'not json', 0)"
+    )
+    conn.commit()
+    with pytest.raises(Exception, match="malformed JSON"):
+        migrate_sync(url)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "events_new" not in tables
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+    conn.execute('UPDATE events SET body = \'{"text": "修好了"}\'')
+    conn.commit()
+    conn.close()
+    migrate_sync(url)
+    shaped, _ = asyncio.run(_shaped(url))
+    assert shaped[0]["body"] == {"text": "修好了"} and shaped[0]["edited_at"] is None

@@ -35,3 +35,18 @@ def test_a_cached_false_is_an_answer() -> None:
     blocks.put("u_recipient", "u_sender", False, blocks.generation("u_recipient"))
     assert blocks.get("u_recipient", "u_sender") is False
     assert blocks.fresh("u_recipient", "u_sender") is False
+
+
+def test_a_load_from_before_an_overflowing_forget_is_refused() -> None:
+    """Forgetting more groups than fit clears the generations; a reader that began before it
+    must still not store its (now possibly stale) value."""
+    now = [0.0]
+    cache: GraceCache[str] = GraceCache(lambda: now[0], ttl_s=30, grace_s=2, max_entries=2)
+    generation = cache.generation("c_1")  # a reader starts loading c_1
+    for group in ("c_1", "c_2", "c_3"):  # …meanwhile c_1 changes and the map overflows
+        cache.forget(group)
+    cache.put("c_1", "u_1", "member (stale)", generation)
+    assert cache.get("c_1", "u_1") is None
+    fresh = cache.generation("c_1")
+    cache.put("c_1", "u_1", "removed", fresh)
+    assert cache.get("c_1", "u_1") == "removed"

@@ -180,3 +180,78 @@ async def test_a_stream_of_no_registered_kind_reaches_nobody() -> None:
         assert len(bob.got) == 1 and hub.pos == 2
     finally:
         await hub.stop()
+
+
+class _SlowMembers(_Members):
+    """Readers whose first load is held until released: a state frame's load in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.members = {"u_alice": (0, None), "u_bob": (0, None)}
+
+    async def readers(self, stream_id: str) -> Readers:
+        self.loads += 1
+        snapshot = dict(self.members)
+        if self.loads == 1:
+            await self.release.wait()
+        return SpanReaders(snapshot)
+
+
+async def test_readers_loaded_before_an_audience_change_are_not_kept() -> None:
+    """A typing frame loads the readers; meanwhile bob is removed and the hub moves on. The
+    stale load must not land in the cache, or bob would get every later message."""
+    members = _SlowMembers()
+    source = _Source()
+    hub = Hub(source, MemoryBus(), _registry(members), poll_interval_s=30)
+    await hub.start()
+    try:
+        bob = _Socket("u_bob")
+        hub.register(bob)
+        typing = asyncio.create_task(
+            hub._deliver_state("c_1", {"type": "typing", "user_id": "u_alice"}, None)
+        )
+        await asyncio.sleep(0.05)  # the state's load is in flight with bob still in
+        members.members = {"u_alice": (0, None), "u_bob": (0, 1)}  # bob left at seq 1
+        source.events = [_event(1, "", type_="joined")]
+        hub.committed(source.events)
+        await hub.wait_past(0, 2.0)
+        members.release.set()
+        await typing
+        source.events.append(_event(2, "after bob left"))
+        hub.committed(source.events[1:])
+        await hub.wait_past(1, 2.0)
+        assert not any(b"after bob left" in data for data in bob.got)
+    finally:
+        await hub.stop()
+
+
+async def test_an_event_filter_holds_for_live_pushes_as_for_sync() -> None:
+    registry = _registry()
+    registry.add_kind(
+        StreamKind("moments", "mo", _Public(), [EventType("comment")],
+                   event_filter=lambda user, event: user != "u_bob")
+    )  # fmt: skip
+    source = _Source()
+    hub = Hub(source, MemoryBus(), registry, poll_interval_s=30)
+    await hub.start()
+    try:
+        alice, bob = _Socket("u_alice"), _Socket("u_bob")
+        hub.register(alice)
+        hub.register(bob)
+        events = [_event(1, "朋友圈", stream_id="mo_1", type_="comment")]
+        source.events = events
+        hub.committed(events)
+        await hub.wait_past(0, 2.0)
+        assert len(alice.got) == 1 and bob.got == []
+        assert registry.filter_for("u_bob", events) == []
+        assert registry.filter_for("u_alice", events) == events
+    finally:
+        await hub.stop()
+
+
+def test_a_payload_cannot_replace_the_envelope() -> None:
+    event = StoredEvent(3, "c_1", 7, "note", 5, None, None, {"type": "x", "seq": 99, "a": 1})
+    assert _registry().shape(event) == {
+        "type": "note", "conversation_id": "c_1", "seq": 7, "a": 1, "at": 5,
+    }  # fmt: skip

@@ -32,6 +32,7 @@ class GraceCache(Generic[T]):
         self._entries: dict[str, dict[str, tuple[float, T, float]]] = {}
         self._size = 0
         self._generations: dict[str, int] = {}
+        self._epoch = 0
 
     def get(self, group: str, key: str) -> T | None:
         entries = self._entries.get(group)
@@ -53,12 +54,12 @@ class GraceCache(Generic[T]):
             return None
         return entry[1]
 
-    def generation(self, group: str) -> int:
+    def generation(self, group: str) -> tuple[int, int]:
         """Read before loading from storage; `put` refuses a value loaded before a `forget`."""
-        return self._generations.get(group, 0)
+        return (self._epoch, self._generations.get(group, 0))
 
-    def put(self, group: str, key: str, value: T, generation: int) -> None:
-        if self._generations.get(group, 0) != generation:
+    def put(self, group: str, key: str, value: T, generation: tuple[int, int]) -> None:
+        if (self._epoch, self._generations.get(group, 0)) != generation:
             return  # changed while we were reading: the value may be stale
         if self._size >= self._max_entries:
             self._entries.clear()
@@ -72,7 +73,10 @@ class GraceCache(Generic[T]):
     def forget(self, group: str) -> None:
         self._generations[group] = self._generations.get(group, 0) + 1
         if len(self._generations) > self._max_entries:
-            self._generations.clear()  # every earlier reader's generation is now stale anyway
+            # Every generation read before this is stale: the new epoch makes `put` refuse it
+            # (counting from 0 again alone would let a reader's old generation match).
+            self._epoch += 1
+            self._generations.clear()
             self._entries.clear()
             self._size = 0
         dropped = self._entries.pop(group, None)

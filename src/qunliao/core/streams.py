@@ -26,13 +26,16 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
 Shape = Callable[[StoredEvent], dict[str, Any]]
+EventFilter = Callable[[str, StoredEvent], bool]
 Frame = dict[str, Any]
 
 
 def shape_plain(event: StoredEvent) -> dict[str, Any]:
-    """The default client JSON: where the event is, then its payload, then when (`at`)."""
+    """The default client JSON: where the event is, then its payload, then when (`at`). The
+    envelope is written again after the payload: no payload key can replace it."""
     out: dict[str, Any] = {"type": event.type, "conversation_id": event.stream_id, "seq": event.seq}
     out.update(event.payload)
+    out["type"], out["conversation_id"], out["seq"] = event.type, event.stream_id, event.seq
     out.setdefault("at", event.sent_at)
     return out
 
@@ -142,8 +145,9 @@ class StreamKind:
     frames: dict[str, FrameHandler] = field(default_factory=dict)
     # Hears the stream id of every `changes_access` event, from whichever process wrote it.
     on_change: Callable[[str], None] | None = None
-    # Drops events inside the user's spans that the user may still not see (per event rules).
-    sync_filter: Callable[[str, list[StoredEvent]], list[StoredEvent]] | None = None
+    # Per-event rules inside a reader's spans (user, event → may see it): a moments comment only
+    # mutual friends see. Sync, the catch-up and the hub's live pushes all apply it.
+    event_filter: EventFilter | None = None
 
 
 class Registry:
@@ -155,6 +159,7 @@ class Registry:
         self._types: dict[str, EventType] = {}
         self._kind_of_type: dict[str, StreamKind] = {}
         self.frames: dict[str, FrameHandler] = {}
+        self._filters: dict[str, EventFilter] = {}  # by stream id prefix
         self.append_hooks: dict[str, AppendHook] = {}
         self.audience_changes: frozenset[str] = frozenset()
         self.access_changes: frozenset[str] = frozenset()
@@ -164,6 +169,8 @@ class Registry:
             raise ValueError(f"stream kind {kind.name!r} ({kind.prefix}_) is registered twice")
         self.kinds[kind.name] = kind
         self._by_prefix[kind.prefix] = kind
+        if kind.event_filter is not None:
+            self._filters[kind.prefix] = kind.event_filter
         types, kind.event_types = kind.event_types, []
         self.add_types(kind.name, *types)
         for frame_type, handler in kind.frames.items():
@@ -211,16 +218,19 @@ class Registry:
             found.extend(await kind.audience.spans(conn, user_id))
         return found
 
+    def event_filter(self, stream_id: str) -> EventFilter | None:
+        """The per-event rule of the stream's kind, if it has one (none registered: None)."""
+        if not self._filters:
+            return None
+        return self._filters.get(stream_id.partition("_")[0])
+
     def filter_for(self, user_id: str, events: list[StoredEvent]) -> list[StoredEvent]:
-        """Apply the kinds' sync filters (none registered: the list as it is)."""
-        for kind in self.kinds.values():
-            if kind.sync_filter is None:
-                continue
-            mine = [e for e in events if self.kind_of(e.stream_id) is kind]
-            if not mine:
-                continue
-            kept = {id(e) for e in kind.sync_filter(user_id, mine)}
-            dropped = {id(e) for e in mine} - kept
-            if dropped:
-                events = [e for e in events if id(e) not in dropped]
-        return events
+        """Drop the events a per-event rule hides from the user (none registered: as it is)."""
+        if not self._filters:
+            return events
+        shown = []
+        for event in events:
+            allowed = self.event_filter(event.stream_id)
+            if allowed is None or allowed(user_id, event):
+                shown.append(event)
+        return shown

@@ -88,6 +88,10 @@ class Hub:
         self.pos = 0
         self.connections: dict[str, set[Connection]] = {}
         self._readers: OrderedDict[str, Readers] = OrderedDict()
+        # Bumped by every event that changes an audience: readers loaded before it (by a state
+        # frame's task, meanwhile) are used once but not cached, or a removed member would be
+        # pushed to again from a stale entry.
+        self._audience_epoch = 0
         # Set when there may be something to deliver; `_waiter` is the hub task's pending wait.
         self._woken = False
         self._waiter: asyncio.Future[None] | None = None
@@ -273,6 +277,7 @@ class Hub:
                 registry.changed_access(event)  # e.g. cached permissions of other processes
             if event.type in registry.audience_changes:
                 self._readers.pop(event.stream_id, None)
+                self._audience_epoch += 1
             if self.connections:
                 # A coroutine per event only when the readers are not cached.
                 readers = self._cached_readers(event.stream_id)
@@ -288,8 +293,11 @@ class Hub:
     def _fan_out(self, event: StoredEvent, readers: Readers) -> None:
         data: bytes | None = None
         seq = event.seq
+        allowed = self._registry.event_filter(event.stream_id)  # None: no per-event rules
         for user_id, conns in self._local_readers(readers):
-            if not readers.may_see(user_id, seq):
+            if not readers.may_see(user_id, seq) or (
+                allowed is not None and not allowed(user_id, event)
+            ):
                 continue
             if data is None:
                 data = encode_event(self._registry, event)
@@ -320,10 +328,14 @@ class Hub:
         if cached is not None:
             return cached
         kind = self._registry.kind_of(stream_id)
+        epoch = self._audience_epoch
         if kind is None:
             log.warning("hub: stream %s is of no registered kind; delivered to nobody", stream_id)
-            return NOBODY
-        loaded = await kind.audience.readers(stream_id)
+            loaded: Readers = NOBODY
+        else:
+            loaded = await kind.audience.readers(stream_id)
+            if epoch != self._audience_epoch:
+                return loaded  # an audience changed while this loaded: do not keep it
         self._readers[stream_id] = loaded
         if len(self._readers) > self._cache_size:
             self._readers.popitem(last=False)

@@ -19,6 +19,7 @@ from qunliao.features.contacts.events import (
 )
 from qunliao.features.inbox import KIND as INBOX
 from qunliao.features.inbox import InboxService
+from qunliao.storage import eventlog
 from qunliao.storage.db import Database, Tx
 
 BLOCK_CACHE_S = 5.0
@@ -69,6 +70,9 @@ class ContactService:
         await self._accounts.profile(user_id)  # 404 for unknown users
         now = self._clock.now_ms()
         async with self._db.write() as tx:
+            # Two users asking each other at once take turns (PostgreSQL runs writers side by
+            # side): the second finds the first's request and accepts it, not a second one.
+            await eventlog.lock_position(tx.conn)
             if await store.is_blocked(tx.conn, user_id, caller.user_id):
                 raise forbidden("this user does not accept your requests")
             if await store.are_contacts(tx.conn, caller.user_id, user_id):

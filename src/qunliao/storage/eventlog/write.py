@@ -38,10 +38,6 @@ class EventLog:
     def __init__(self, hooks: Hooks) -> None:
         self._hooks = hooks  # the registry's own mapping: types registered later count too
 
-    @property
-    def hooks(self) -> Hooks:
-        return self._hooks
-
     async def append(self, tx: Tx, new: Sequence[NewEvent], now_ms: int) -> list[StoredEvent]:
         """Append events in order inside `tx`, through the same append as the group commit."""
         if not new:

@@ -24,19 +24,23 @@ depends_on = None
 S = sa.String
 B = sa.BigInteger
 
+# Absent keys are left out, as new events leave them out (SQLite: a JSON merge patch drops the
+# keys whose value is null; PostgreSQL: json_strip_nulls).
 _PAYLOAD = {
     "sqlite": (
         "CASE type "
-        "WHEN 'message' THEN json_object('msg_type', msg_type, 'body', json(body), "
-        "'reply_to', reply_to, 'mentions', json(mentions), 'edited_at', edited_at) "
-        "WHEN 'message.edited' THEN json_object('body', json(body)) "
+        "WHEN 'message' THEN json_patch('{}', json_object('msg_type', msg_type, "
+        "'body', json(body), 'reply_to', reply_to, 'mentions', json(mentions), "
+        "'edited_at', edited_at)) "
+        "WHEN 'message.edited' THEN json_patch('{}', json_object('body', json(body))) "
         "ELSE data END"
     ),
     "postgresql": (
         "CASE type "
-        "WHEN 'message' THEN json_build_object('msg_type', msg_type, 'body', body::json, "
-        "'reply_to', reply_to, 'mentions', mentions::json, 'edited_at', edited_at)::text "
-        "WHEN 'message.edited' THEN json_build_object('body', body::json)::text "
+        "WHEN 'message' THEN json_strip_nulls(json_build_object('msg_type', msg_type, "
+        "'body', body::json, 'reply_to', reply_to, 'mentions', mentions::json, "
+        "'edited_at', edited_at))::text "
+        "WHEN 'message.edited' THEN json_strip_nulls(json_build_object('body', body::json))::text "
         "ELSE data END"
     ),
 }
@@ -44,6 +48,18 @@ _PAYLOAD = {
 
 def upgrade() -> None:
     dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        # Writers of the old version that are still up wait here and then fail on the new
+        # schema, unacknowledged: without the lock, what they committed during the copy would
+        # be dropped with the old table. The order is theirs (position, streams, events).
+        op.execute("LOCK TABLE stream_position, streams, events IN ACCESS EXCLUSIVE MODE")
+    # A data change first: on SQLite it opens the transaction that the DDL below then joins (a
+    # CREATE TABLE with none open commits by itself, and a failure later would leave it).
+    op.execute(
+        "DELETE FROM stream_members WHERE stream_id IN "
+        "(SELECT stream_id FROM streams WHERE kind = 'inbox')"
+    )
+    op.execute("DROP TABLE IF EXISTS events_new")  # in case an interrupted copy left one
     op.create_table(
         "events_new",
         sa.Column("pos", B, primary_key=True, autoincrement=False),
@@ -72,10 +88,6 @@ def upgrade() -> None:
     op.create_index("ix_events_ref", "events", ["ref_id"])
     with op.batch_alter_table("streams") as batch:
         batch.drop_column("last_message_seq")
-    op.execute(
-        "DELETE FROM stream_members WHERE stream_id IN "
-        "(SELECT stream_id FROM streams WHERE kind = 'inbox')"
-    )
 
 
 def downgrade() -> None:
