@@ -168,3 +168,26 @@ async def test_contact_actions_reach_only_the_inboxes_they_concern(h: Harness) -
     ]
     for action, status in quiet:
         assert await _emitted(h, _ok(action, status)) == []
+
+
+async def test_account_actions_emit_nothing(h: Harness) -> None:
+    """Accounts and sessions are not events: registering writes no inbox or stream at all."""
+    registered = await _emitted(
+        h, _ok(h.client.post("/api/v1/accounts", json={
+            "username": "newcomer", "password": "correct horse", "display_name": "新人",
+        }), 201)
+    )  # fmt: skip
+    assert registered == []
+    login = {"username": "newcomer", "password": "correct horse", "device_name": "手机"}
+    sessions = [
+        await _emitted(h, _ok(h.client.post("/api/v1/sessions", json=login), 201)) for _ in range(3)
+    ]
+    assert sessions == [[], [], []]
+    me = await h.login("newcomer")
+    other = await h.login("newcomer")
+    assert await _emitted(h, _ok(h.call(me, "PATCH", "/api/v1/me",
+                                        json={"display_name": "老人"}))) == []  # fmt: skip
+    assert await _emitted(h, _ok(h.call(me, "DELETE", f"/api/v1/sessions/{other.device_id}"),
+                                 204)) == []  # fmt: skip
+    assert await _emitted(h, _ok(h.call(me, "DELETE", "/api/v1/sessions/others"), 204)) == []
+    assert await _emitted(h, _ok(h.call(me, "DELETE", "/api/v1/sessions/current"), 204)) == []
