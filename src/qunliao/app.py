@@ -21,7 +21,7 @@ from qunliao import __version__
 from qunliao.core.clock import Clock, SystemClock
 from qunliao.core.errors import ApiError
 from qunliao.core.events import StoredEvent
-from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token
+from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token, has_nul
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
@@ -127,6 +127,24 @@ async def _run(step: Step) -> None:
     result = step()
     if inspect.isawaitable(result):
         await result
+
+
+class NulGuard:
+    """U+0000 in a path or query string is refused with 400 before routing (PostgreSQL cannot
+    store it, so it would otherwise reach the database as an error)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and has_nul(scope["path"], scope.get("query_string", b"")):
+            status, body, headers = await error_answer(
+                ApiError("bad_request", "the path or query contains U+0000 (NUL)")
+            )
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._app(scope, receive, send)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -285,6 +303,7 @@ def create_app(
     for middleware, options in svc.wiring.middleware:
         app.add_middleware(middleware, **options)
 
+    app.add_middleware(NulGuard)
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
     app.add_middleware(WebSocketFastPath, path=WS_PATH, handler=svc.gateway.endpoint)
     mount_web_client(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+from qunliao.storage import eventlog
 from tests.support.app import Harness
 
 
@@ -70,3 +71,40 @@ async def test_two_transfers_at_once_leave_one_owner(h: Harness) -> None:
     assert sorted(r.status_code for r in results) == [200, 403]
     members = (await h.call(a, "GET", f"/api/v1/conversations/{group}/members")).json()
     assert [m["role"] for m in members["members"]].count("owner") == 1
+
+
+async def test_nul_anywhere_is_bad_request_and_changes_nothing(h: Harness) -> None:
+    """U+0000 cannot be stored in PostgreSQL text: in a path, a query or a JSON string it is a
+    400 on both databases, never a 500 or a 503 "retry" (issue 14, item 1)."""
+    alice, bob = await h.user("alice"), await h.user("bob")
+    group = await h.group(alice, bob)
+    base = f"/api/v1/conversations/{group}"
+    async with h.services.db.read() as conn:
+        before = await eventlog.max_position(conn)
+    probes = [
+        ("GET", "/api/v1/conversations/c_%00", None, None),
+        ("GET", "/api/v1/users/u_%00", None, None),
+        ("GET", "/api/v1/users", {"q": "\x00"}, None),
+        ("GET", f"{base}/members", {"after": "\x00"}, None),
+        ("PATCH", base, None, {"title": "群\x00"}),
+        ("PATCH", base, None, {"announcement": "公告\x00"}),
+        ("POST", "/api/v1/friend-requests", None, {"user_id": bob.user_id, "note": "hi\x00"}),
+        ("POST", f"{base}/members", None, {"user_ids": ["u_\x00"]}),
+        ("PUT", "/api/v1/blocks/u_%00", None, None),
+        ("DELETE", "/api/v1/sessions/d_%00", None, None),
+        ("POST", f"{base}/messages", None,
+         {"client_txn_id": "t\x00", "msg_type": "text", "body": {"text": "hi"}}),
+        ("POST", f"{base}/messages", None,
+         {"client_txn_id": "t1", "msg_type": "text", "body": {"text": "h\x00i"}}),
+        ("POST", f"{base}/messages", None,
+         {"client_txn_id": "t2", "msg_type": "text", "body": {"text": "hi"}, "reply_to": "\x00"}),
+    ]  # fmt: skip
+    for method, path, params, body in probes:
+        r = await h.call(alice, method, path, params=params, json=body)
+        assert r.status_code == 400, (method, path, params, body, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "bad_request"
+    login = {"username": "ali\x00ce", "password": "correct horse", "device_name": "x"}
+    assert (await h.client.post("/api/v1/sessions", json=login)).status_code == 400
+    async with h.services.db.read() as conn:
+        assert await eventlog.max_position(conn) == before  # nothing was written
+    assert (await h.send(bob, group, "still fine 没问题")).status_code == 201

@@ -120,3 +120,20 @@ def test_ids_are_unique_prefixed_and_hex() -> None:
     ids = [generator.new("m") for _ in range(2_000)]  # crosses several random pools
     assert len(set(ids)) == len(ids)
     assert all(i.startswith("m_") and len(i) == 30 and int(i[2:], 16) >= 0 for i in ids)
+
+
+def test_check_send_refuses_nul_in_every_string() -> None:
+    """A NUL reached PostgreSQL from a WebSocket send and made its batch retry one by one."""
+    good = {"conversation_id": "c_1", "client_txn_id": "t1", "msg_type": "text",
+            "body": {"text": "你好"}}  # fmt: skip
+    check_send(good)
+    for bad in (
+        {**good, "conversation_id": "c_\x00"},
+        {**good, "client_txn_id": "t\x00"},
+        {**good, "body": {"text": "你\x00好"}},
+        {**good, "reply_to": "m_\x00"},
+        {**good, "mentions": ["u_\x00"]},
+    ):
+        with pytest.raises(ApiError) as caught:
+            check_send(bad)
+        assert caught.value.code == "bad_request"

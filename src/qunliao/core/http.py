@@ -23,15 +23,27 @@ def bearer_token(header: str) -> str | None:
     return header[7:].strip() or None
 
 
-def _check_utf8(value: Any) -> None:
+NUL = "\x00"
+
+
+def has_nul(scope_path: str, query_string: bytes) -> bool:
+    """Whether a request's path or query holds U+0000 (PostgreSQL cannot store it in text, and
+    no id, name or search term has one): such a request is refused with 400 before routing."""
+    return NUL in scope_path or b"%00" in query_string or b"\x00" in query_string
+
+
+def _check_text(value: Any) -> None:
     if isinstance(value, str):
         value.encode("utf-8")  # a lone surrogate (JSON "\ud800") cannot be stored or sent on
+        if NUL in value:
+            raise ValueError("text must not contain U+0000 (NUL)")
     elif isinstance(value, dict):
-        for item in value.values():
-            _check_utf8(item)
+        for key, item in value.items():
+            _check_text(key)
+            _check_text(item)
     elif isinstance(value, list | tuple):
         for item in value:
-            _check_utf8(item)
+            _check_text(item)
 
 
 class Body(BaseModel):
@@ -41,7 +53,7 @@ class Body(BaseModel):
     @classmethod
     def _valid_unicode(cls, data: Any) -> Any:
         try:
-            _check_utf8(data)
+            _check_text(data)
         except UnicodeEncodeError as exc:
             raise ValueError("text must be valid Unicode (no lone surrogates)") from exc
         return data

@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import MetaData, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from qunliao.core.errors import ApiError
+from qunliao.core.errors import ApiError, bad_request
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,8 @@ class Database:
                 tx = Tx(conn)
                 async with conn.begin():
                     yield tx
+        except (DataError, asyncpg.DataError) as exc:
+            raise _bad_data(exc) from exc
         except (OperationalError, DBAPIError) as exc:
             if (
                 isinstance(exc, DBAPIError)
@@ -241,6 +244,8 @@ class Database:
         try:
             async with self.read_engine.connect() as conn:
                 yield conn
+        except (DataError, asyncpg.DataError) as exc:
+            raise _bad_data(exc) from exc
         except OperationalError as exc:
             log.warning("database unavailable: %s", exc)
             raise ApiError("unavailable", "the database is unavailable, try again") from exc
@@ -269,6 +274,13 @@ def _checkpoint_beside(path: Path) -> int:
         return _checkpoint(conn)
     finally:
         conn.close()
+
+
+def _bad_data(exc: Exception) -> ApiError:
+    """A value the database refuses (a NUL in text on PostgreSQL, a number out of range): the
+    request's fault, answered 400 and nothing written."""
+    log.info("database refused a value: %s", exc)
+    return bad_request("a value in the request cannot be stored (invalid characters or range)")
 
 
 def _is_outage(exc: DBAPIError) -> bool:

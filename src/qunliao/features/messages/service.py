@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, bad_request, conflict, forbidden, not_found
 from qunliao.core.events import NewEvent, Span, StoredEvent
+from qunliao.core.http import NUL
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
@@ -59,6 +60,8 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     txn = frame.get("client_txn_id")
     if not isinstance(txn, str) or not 1 <= len(txn) <= MAX_TXN_ID:
         raise bad_request(f"client_txn_id must be a string of 1–{MAX_TXN_ID} characters")
+    if NUL in txn or NUL in conversation_id:
+        raise bad_request("ids must not contain U+0000 (NUL)")
     msg_type = frame.get("msg_type", "text")
     if msg_type != "text":
         raise bad_request("msg_type must be 'text'")
@@ -74,8 +77,12 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
         raise ApiError("too_large", f"text is longer than {MAX_TEXT_BYTES} bytes of UTF-8")
     if not text or text.isspace():
         raise bad_request("text must not be empty")
+    if NUL in text:
+        raise bad_request("text must not contain U+0000 (NUL)")
     reply_to = frame.get("reply_to")
-    if reply_to is not None and (not isinstance(reply_to, str) or len(reply_to) > 40):
+    if reply_to is not None and (
+        not isinstance(reply_to, str) or len(reply_to) > 40 or NUL in reply_to
+    ):
         raise bad_request("reply_to must be a message id")
     mentions = frame.get("mentions")
     if not mentions:
@@ -85,7 +92,7 @@ def check_send(frame: dict[str, Any]) -> SendRequest:
     if (
         not isinstance(mentions, list)
         or len(mentions) > MAX_MENTIONS
-        or any(not isinstance(m, str) or len(m) > 40 for m in mentions)
+        or any(not isinstance(m, str) or len(m) > 40 or NUL in m for m in mentions)
     ):
         raise bad_request(f"mentions must be a list of at most {MAX_MENTIONS} user ids or 'all'")
     return SendRequest(
