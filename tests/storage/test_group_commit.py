@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from qunliao.core.errors import ApiError
 from qunliao.storage.group_commit import SendOutcome
 from tests.storage.test_eventlog import _message, _writer
 
@@ -54,3 +55,21 @@ async def test_stop_commits_what_is_queued_first(migrated_url: str) -> None:
         await writer.stop()
         assert len(replies) == 30 and all(isinstance(r, SendOutcome) for r in replies)
         assert len(committed) == 30
+
+
+async def test_a_value_the_database_refuses_fails_its_send_alone(migrated_url: str) -> None:
+    """A NUL past validation (PostgreSQL cannot store it): the others in its batch commit, and
+    it gets 400, not "unavailable, retry" forever (SQLite stores it as it is)."""
+    async with _writer(migrated_url) as (writer, committed):
+        outcomes = await asyncio.gather(
+            *(writer.submit(_message("c_a", f"好{i}", txn=f"g{i}")) for i in range(10)),
+            writer.submit(_message("c_a", "bad", txn="t\x00")),
+            return_exceptions=True,
+        )
+        assert all(not isinstance(o, BaseException) for o in outcomes[:10]), outcomes
+        poisoned = outcomes[10]
+        if migrated_url.startswith("postgres"):
+            assert isinstance(poisoned, ApiError) and poisoned.code == "bad_request", poisoned
+            assert len(committed) == 10
+        else:
+            assert not isinstance(poisoned, BaseException)

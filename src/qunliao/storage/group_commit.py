@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
+import asyncpg
+
 from qunliao.core.clock import Clock
-from qunliao.core.errors import ApiError, conflict
+from qunliao.core.errors import ApiError, bad_request, conflict
 from qunliao.core.events import NewEvent, StoredEvent
 from qunliao.storage.db import Database
 from qunliao.storage.eventlog import BatchWriter, TxnKey, batch_writer, txn_key
@@ -70,6 +73,9 @@ def same_stream(stored: StoredEvent, new: NewEvent) -> bool:
 def _as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, asyncpg.DataError | sqlite3.DataError):
+        # A value the database refuses is the send's fault: a retry would fail the same way.
+        return bad_request("the message holds a value that cannot be stored")
     return ApiError("unavailable", "the message could not be stored, retry with the same id")
 
 
