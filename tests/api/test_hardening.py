@@ -108,3 +108,26 @@ async def test_nul_anywhere_is_bad_request_and_changes_nothing(h: Harness) -> No
     async with h.services.db.read() as conn:
         assert await eventlog.max_position(conn) == before  # nothing was written
     assert (await h.send(bob, group, "still fine 没问题")).status_code == 201
+
+
+async def test_http_bodies_have_strict_types(h: Harness) -> None:
+    """JSON true is not 1, "1" is not a number, 0 is not false: 400 over HTTP as over the
+    WebSocket (issue 14, item 8), and nothing changes."""
+    alice, bob = await h.user("alice"), await h.user("bob")
+    group = await h.group(alice, bob)
+    base = f"/api/v1/conversations/{group}"
+    await h.send(alice, group, "一")
+    for method, path, body in [
+        ("POST", f"{base}/read", {"seq": True}),
+        ("POST", f"{base}/read", {"seq": "1"}),
+        ("POST", f"{base}/read", {"seq": 1.0}),
+        ("POST", f"{base}/typing", {"typing": "yes"}),
+        ("POST", f"{base}/typing", {"typing": 1}),
+        ("PATCH", base, {"muted_all": 0}),
+        ("PATCH", base, {"title": 5}),
+    ]:
+        r = await h.call(alice, method, path, json=body)
+        assert r.status_code == 400, (path, body, r.text)
+        assert r.json()["error"]["code"] == "bad_request"
+    conversation = (await h.call(alice, "GET", base)).json()
+    assert conversation["muted_all"] is False and conversation["read_seq"] == 2

@@ -47,7 +47,9 @@ def _check_text(value: Any) -> None:
 
 
 class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    # Strict: JSON true is not the number 1, nor "1" a number, nor 0 false (API.md: wrong types
+    # are 400 over HTTP as over the WebSocket).
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
