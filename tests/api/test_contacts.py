@@ -108,3 +108,30 @@ async def test_crossed_friend_requests_make_friends_once(h: Harness) -> None:
         assert [r["status"] for r in everything] == ["accepted"], requests
         contacts = (await h.call(a, "GET", "/api/v1/contacts")).json()["contacts"]
         assert [c["user_id"] for c in contacts] == [b.user_id]
+
+
+async def test_whom_you_blocked_cannot_put_you_into_a_group(h: Harness) -> None:
+    """After A blocks C, C can neither create a group with A nor add A to one (issue 14, item
+    5): 403, nothing created; others are unaffected."""
+    a, b, c = await h.user("a"), await h.user("b"), await h.user("c")
+    assert (await h.call(a, "PUT", f"/api/v1/blocks/{c.user_id}")).status_code == 204
+    r = await h.call(
+        c,
+        "POST",
+        "/api/v1/conversations",
+        json={"kind": "group", "member_ids": [b.user_id, a.user_id], "title": "骗局"},
+    )
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    listed = (await h.call(c, "GET", "/api/v1/conversations")).json()["conversations"]
+    assert listed == []
+    group = await h.group(c, b)
+    r = await h.call(
+        c, "POST", f"/api/v1/conversations/{group}/members", json={"user_ids": [a.user_id]}
+    )
+    assert r.status_code == 403
+    r = await h.call(
+        b, "POST", f"/api/v1/conversations/{group}/members", json={"user_ids": [a.user_id]}
+    )
+    assert r.status_code == 200  # b was not blocked
+    assert (await h.call(a, "DELETE", f"/api/v1/blocks/{c.user_id}")).status_code == 204
+    assert (await h.group(c, a)).startswith("c_")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from qunliao.core.cache import GraceCache
@@ -198,6 +199,16 @@ class ContactService:
                 blocked = await store.is_blocked(conn, recipient_id, sender_id)
             self._blocks.put(recipient_id, sender_id, blocked, generation)
         return blocked
+
+    async def check_may_add(self, adder_id: str, user_ids: Sequence[str]) -> None:
+        """Raise forbidden when one of the users has blocked `adder_id`: a block also keeps
+        the blocked user from putting you into a group (and messaging you there)."""
+        if not user_ids:
+            return
+        async with self._db.read() as conn:
+            blockers = await store.who_blocked(conn, adder_id)
+        if blockers.intersection(user_ids):
+            raise forbidden("a user you named does not accept you adding them to groups")
 
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
         """Raise forbidden when `recipient_id` has blocked `sender_id`."""

@@ -181,6 +181,7 @@ class ConversationService:
             raise bad_request("kind must be 'direct' or 'group'")
         others = [u for u in ids if u != caller.user_id]
         await self._check_users_exist(others)
+        await self._contacts.check_may_add(caller.user_id, others)
         if len(others) + 1 > self._max_members:
             raise bad_request(f"a group has at most {self._max_members} members")
         async with self._db.write() as tx:
@@ -393,6 +394,7 @@ class ConversationService:
         if access.conversation["muted_all"] and not access.is_manager:
             raise forbidden("only the owner and admins may invite while the group is muted")
         await self._check_users_exist(ids)
+        await self._contacts.check_may_add(caller.user_id, ids)
         now = self._clock.now_ms()
         async with self._db.write() as tx:
             await eventlog.lock_position(tx.conn)  # concurrent adds of one user take turns
