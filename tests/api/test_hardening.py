@@ -131,3 +131,20 @@ async def test_http_bodies_have_strict_types(h: Harness) -> None:
         assert r.json()["error"]["code"] == "bad_request"
     conversation = (await h.call(alice, "GET", base)).json()
     assert conversation["muted_all"] is False and conversation["read_seq"] == 2
+
+
+async def test_a_login_is_never_stored_for_replay(h: Harness) -> None:
+    """A new access token must not sit in clear in the replay store (issue 14, item 7): a
+    login with an Idempotency-Key runs again on retry, and nothing of it is kept."""
+    alice = await h.user("alice")
+    login = {"username": alice.username, "password": "correct horse", "device_name": "平板"}
+    headers = {**alice.headers, "Idempotency-Key": "login-1"}
+    first = await h.client.post("/api/v1/sessions", json=login, headers=headers)
+    again = await h.client.post("/api/v1/sessions", json=login, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert first.json()["device_id"] != again.json()["device_id"]
+    from sqlalchemy import text
+
+    async with h.services.db.read() as conn:
+        rows = (await conn.execute(text("SELECT * FROM idempotency_keys"))).all()
+    assert not any(first.json()["access_token"] in str(row) for row in rows)

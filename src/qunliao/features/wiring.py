@@ -53,6 +53,8 @@ class Wiring:
     routers: list[Callable[[AuthDependency], APIRouter]] = field(default_factory=list)
     middleware: list[tuple[Any, dict[str, Any]]] = field(default_factory=list)
     starts: list[Step] = field(default_factory=list)
+    # (method, path) of writes whose answers hold secrets: never stored for replay.
+    secret_answers: set[tuple[str, str]] = field(default_factory=set)
     stops: list[Step] = field(default_factory=list)
     # What the app's core needs from some feature: who holds a token (HTTP and WebSocket), and
     # a user's events after a position (the WebSocket's catch-up).

@@ -12,6 +12,7 @@ def install(wiring: Wiring) -> None:
         "service": IdempotencyService(wiring.db, wiring.clock),
         "authenticate": wiring.authenticate,
         "on_error": wiring.error_answer,
+        "not_replayed": frozenset(wiring.secret_answers),
     }))  # fmt: skip
 
 

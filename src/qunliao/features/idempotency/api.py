@@ -27,14 +27,22 @@ class IdempotencyMiddleware:
         self, app: ASGIApp, service: IdempotencyService,
         authenticate: Callable[[str], Awaitable[Principal | None]],
         on_error: Callable[[ApiError], Awaitable[tuple[int, bytes, list[tuple[bytes, bytes]]]]],
+        not_replayed: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:  # fmt: skip
         self._app = app
+        # (method, path) of writes whose answers hold secrets (a new access token): they are
+        # never stored for replay, so a retry runs again instead.
+        self._not_replayed = not_replayed
         self._service = service
         self._authenticate = authenticate
         self._on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in WRITES:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in WRITES
+            or (scope["method"], scope["path"]) in self._not_replayed
+        ):
             await self._app(scope, receive, send)
             return
         headers = dict(scope.get("headers", []))
