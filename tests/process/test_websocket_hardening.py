@@ -27,8 +27,9 @@ import websockets
 from multidict import CIMultiDict
 from picows import WSUpgradeRequest
 
+from qunliao.core.errors import ApiError
 from qunliao.core.principal import Principal
-from qunliao.core.streams import Registry
+from qunliao.core.streams import FrameHandler, Registry
 from qunliao.core.tokens import encode_sync_token
 from qunliao.realtime import fast_ws
 from qunliao.realtime.fast_ws import STATE_KEY, GatewaySocket, HttpOrWebSocket, WebSocketRoute
@@ -591,3 +592,40 @@ async def test_a_failed_late_resume_does_not_leave_a_silent_socket() -> None:
         served.cancel()
         await asyncio.gather(served, return_exceptions=True)
         gc.collect()
+
+
+async def test_a_failing_frame_handler_answers_with_an_error_frame() -> None:
+    """A `read` or `typing` frame whose handler fails used to die in its task unobserved
+    (issue 14, item 9): every registered frame now gets an error frame back."""
+
+    async def authenticate(_token: str) -> Principal:
+        return Principal(user_id="u", device_id="d")
+
+    async def nothing_missed(_user: str, cursor: int, _limit: int) -> tuple[list[Any], int]:
+        return [], cursor
+
+    async def broken(_caller: Principal, _frame: dict[str, Any]) -> None:
+        raise RuntimeError("database went away")
+
+    async def refused(_caller: Principal, _frame: dict[str, Any]) -> None:
+        raise ApiError("forbidden", "not a member")
+
+    registry = Registry()
+    registry.add_frame("read", FrameHandler(broken))
+    registry.add_frame("typing", FrameHandler(refused))
+    gateway = Gateway(_Hub(), GatewayHandlers(authenticate, nothing_missed, registry))  # type: ignore[arg-type]
+    sock = _Socket()
+    served = asyncio.create_task(gateway.endpoint(sock))  # type: ignore[arg-type]
+    try:
+        await asyncio.sleep(0.3)
+        await sock.inbox.put('{"type": "read", "conversation_id": "c_1", "seq": 1}')
+        await sock.inbox.put('{"type": "typing", "conversation_id": "c_1", "typing": true}')
+        for _ in range(50):
+            errors = [f for f in map(orjson.loads, sock.sent) if f.get("type") == "error"]
+            if len(errors) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert sorted(e["error"]["code"] for e in errors) == ["forbidden", "internal"]
+    finally:
+        served.cancel()
+        await asyncio.gather(served, return_exceptions=True)
