@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
+import pytest
+
+from qunliao.features.conversations import ConversationService
 from qunliao.storage import eventlog
 from tests.support.app import Harness
 
@@ -148,3 +152,34 @@ async def test_a_login_is_never_stored_for_replay(h: Harness) -> None:
     async with h.services.db.read() as conn:
         rows = (await conn.execute(text("SELECT * FROM idempotency_keys"))).all()
     assert not any(first.json()["access_token"] in str(row) for row in rows)
+
+
+async def test_repeated_read_positions_write_nothing_and_are_rate_limited(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """880 `read` frames a second, each a database write, slowed everyone (issue 14, item 2):
+    a position that does not move writes nothing, and the rest is rate-limited."""
+    alice, bob = await h.user("alice"), await h.user("bob")
+    group = await h.group(alice, bob)
+    sent = (await h.send(alice, group, "读我 read me")).json()
+    conversations = h.services.need(ConversationService)
+    writes = 0
+    advance = conversations.do_advance_read
+
+    async def counted(*args: Any) -> bool:
+        nonlocal writes
+        writes += 1
+        return await advance(*args)
+
+    monkeypatch.setattr(conversations, "do_advance_read", counted)
+    path = f"/api/v1/conversations/{group}/read"
+    statuses = [
+        (await h.call(bob, "POST", path, json={"seq": sent["seq"]})).status_code for _ in range(420)
+    ]
+    assert writes == 1
+    assert statuses[:400] == [204] * 400 and statuses[-1] == 429
+    h.clock.advance(10)
+    assert (await h.call(bob, "POST", path, json={"seq": 0})).status_code == 204  # never back
+    assert writes == 1
+    members = (await h.call(alice, "GET", f"/api/v1/conversations/{group}/members")).json()
+    assert {m["user_id"]: m["read_seq"] for m in members["members"]}[bob.user_id] == sent["seq"]
