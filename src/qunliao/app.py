@@ -46,7 +46,7 @@ from qunliao.settings import Settings
 from qunliao.storage import eventlog
 from qunliao.storage.db import Database
 from qunliao.storage.migrate import migrate
-from qunliao.webclient import mount_web_client
+from qunliao.webclient import mount_api_docs, mount_web_client
 
 T = TypeVar("T")
 log = logging.getLogger("qunliao")
@@ -250,6 +250,8 @@ def create_app(
         '`{"error": {"code", "message"}}`. WebSocket: see docs/api.md.',
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        docs_url=None,  # served from the package's own files: mount_api_docs
+        redoc_url=None,
     )
     app.state.services = svc
 
@@ -306,5 +308,6 @@ def create_app(
     app.add_middleware(NulGuard)
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
     app.add_middleware(WebSocketFastPath, path=WS_PATH, handler=svc.gateway.endpoint)
+    mount_api_docs(app)
     mount_web_client(app)
     return app

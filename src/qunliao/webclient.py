@@ -94,6 +94,29 @@ def _etags(header: str) -> set[str]:
     return {tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()}
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def mount_api_docs(app: Starlette) -> None:
+    """The API reference at /docs with Swagger UI's files from the installed package: nothing
+    loads from a CDN on the origin where the web client keeps its token."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from starlette.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    async def docs(_request: Request) -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="qunliao API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url="/favicon.svg",
+        )
+
+    app.router.routes.append(Route("/docs", docs, methods=["GET", "HEAD"]))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+
 def mount_web_client(app: Starlette, root: Path = WEB_ROOT) -> None:
     """Add one GET/HEAD route per web-client file; call after the API routes are registered."""
     for url, static in load_static_files(root).items():

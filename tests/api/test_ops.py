@@ -54,3 +54,21 @@ def test_connections_per_ip_are_limited(tmp_path: Path) -> None:
             assert again.receive_json()["type"] == "synced"
             again.send_json({"type": "ping"})
             assert again.receive_json() == {"type": "pong"}
+
+
+async def test_the_api_reference_loads_nothing_from_outside(h: Harness) -> None:
+    """/docs used to pull Swagger UI from a CDN onto the origin that holds the web client's
+    token (issue 14, item 6): its files now come from the installed package."""
+    import re
+
+    page = await h.client.get("/docs")
+    assert page.status_code == 200
+    urls = re.findall(r'(?:src|href)="([^"]+)"', page.text) + re.findall(
+        r"url: '([^']+)'", page.text
+    )
+    assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+    for url in urls:
+        if url.startswith("/docs-assets/"):
+            assert (await h.client.get(url)).status_code == 200, url
+    assert "https://" not in page.text and "http://" not in page.text
+    assert (await h.client.get("/openapi.json")).status_code == 200
