@@ -183,3 +183,26 @@ async def test_repeated_read_positions_write_nothing_and_are_rate_limited(
     assert writes == 1
     members = (await h.call(alice, "GET", f"/api/v1/conversations/{group}/members")).json()
     assert {m["user_id"]: m["read_seq"] for m in members["members"]}[bob.user_id] == sent["seq"]
+
+
+async def test_bodies_over_the_limit_are_too_large_before_they_are_read(h: Harness) -> None:
+    """A 512 MB registration once took the process to 1.7 GB (issue 14, item 3, bodies): over
+    `max_body_bytes` (1 MiB) is 413 from Content-Length, or as soon as a streamed body passes
+    it; an Idempotency-Key changes nothing about that (item 9)."""
+    alice = await h.user("alice")
+    big = b'{"username": "' + b"x" * (2 << 20) + b'"}'
+    headers = {"content-type": "application/json"}
+    r = await h.client.post("/api/v1/accounts", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_large"
+    keyed = {**headers, **alice.headers, "Idempotency-Key": "big-1"}
+    r = await h.client.post("/api/v1/conversations", content=big, headers=keyed)
+    assert r.status_code == 413
+
+    async def stream() -> Any:
+        for _ in range(64):  # 64 × 64 KiB, no Content-Length
+            yield b"x" * 65536
+
+    r = await h.client.post("/api/v1/accounts", content=stream(), headers=headers)
+    assert r.status_code == 413
+    assert (await h.client.get("/healthz")).status_code == 200
+    assert (await h.send(alice, await h.group(alice), "仍然正常 still fine")).status_code == 201
