@@ -87,6 +87,7 @@ def test_keyboard_only_sign_in_open_chat_and_send(browser: Browser, server_url: 
         page.keyboard.type("correct-horse-battery")
         page.keyboard.press("Enter")
         expect(page.get_by_role("button", name="New chat", exact=True)).to_be_visible()
+        expect(page.locator(".conv", has_text="Bob")).to_be_visible()
         # Tab to the conversation and open it with Enter; the message box gets the focus.
         for _ in range(12):
             page.keyboard.press("Tab")

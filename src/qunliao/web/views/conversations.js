@@ -81,7 +81,12 @@ export class ConversationList {
               h("span", { class: `conv-preview ${preview.typing ? "typing" : ""}` },
                 mentioned ? h("span", { class: "mention-mark" }, `${t("mentioned_you")} `) : null,
                 preview.pending ? h("span", { class: "pending-mark" }, "⏱ ") : null, preview.text))));
-        if (item) item.el.replaceWith(el);
+        if (item) {
+          // A re-rendered item keeps the keyboard focus it had.
+          const hadFocus = item.el.contains(document.activeElement);
+          item.el.replaceWith(el);
+          if (hadFocus) el.querySelector("button").focus();
+        }
         item = { sig, el };
         this.items.set(conv.conversation_id, item);
       }
