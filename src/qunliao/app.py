@@ -39,6 +39,7 @@ from qunliao.features.wiring import Step, Wiring
 from qunliao.metrics import Metrics
 from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
+from qunliao.realtime.connections import GATE_KEY, ConnectionGate
 from qunliao.realtime.fast_ws import STATE_KEY, WebSocketRoute
 from qunliao.realtime.gateway import Gateway, GatewayHandlers
 from qunliao.realtime.hub import Hub
@@ -283,9 +284,21 @@ def create_app(
             svc.db.dialect,
             settings.bus_url.split("://")[0],
         )
+        gate = ConnectionGate(
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            request_timeout_s=settings.request_timeout_s,
+        )
+        svc.metrics.gauge("qunliao_connections", "Open TCP connections (HTTP and WebSocket)",
+                          lambda: gate.open)  # fmt: skip
+        svc.metrics.counter("qunliao_connections_refused", "Connections refused by the caps",
+                            lambda: gate.refused)  # fmt: skip
         try:
             # uvicorn hands this state to each connection's protocol (realtime/fast_ws.py).
-            yield {STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint)}
+            yield {
+                STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint),
+                GATE_KEY: gate,
+            }
         finally:
             svc.gateway.close_all()
             await svc.gateway.stop()

@@ -121,7 +121,7 @@ def serve(
         http=(
             "qunliao.realtime.fast_ws:HttpOrWebSocket"
             if settings.websocket_engine == "picows"
-            else "httptools"
+            else "qunliao.realtime.connections:LimitedHttp"
         ),
     )
     if failures.seen:

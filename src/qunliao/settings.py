@@ -36,6 +36,7 @@ class Settings(BaseModel):
     max_connections: int = Field(20_000, ge=1)
     max_connections_per_ip: int = Field(1_000, ge=1)
     max_body_bytes: int = Field(1 << 20, ge=1024)
+    request_timeout_s: float = Field(60.0, gt=0, le=3600)
     shutdown_timeout_s: float = Field(10.0, ge=0)
     websocket_engine: Literal["picows", "uvicorn"] = "picows"
 

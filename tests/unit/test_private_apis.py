@@ -139,6 +139,26 @@ def test_uvicorn_httptools_protocol_takes_the_hand_off() -> None:
         )
 
 
+def test_limited_http_overrides_what_httptools_protocol_has() -> None:
+    why = (
+        "LimitedHttp subclasses HttpToolsProtocol and wraps its parser callbacks and fields to "
+        "bound the request head and its time; a renamed callback would silently lift a limit"
+    )
+    files = "src/qunliao/realtime/connections.py"
+    http_tools = internal("uvicorn", *HTTP_TOOLS, files, why)
+    for method in (
+        "connection_made", "connection_lost", "data_received", "handle_websocket_upgrade",
+        "on_message_begin", "on_url", "on_header", "on_headers_complete", "on_body",
+        "on_message_complete",
+    ):  # fmt: skip
+        assert callable(getattr(http_tools, method, None)), changed(
+            "uvicorn", f"HttpToolsProtocol.{method}", files, why
+        )
+    source = inspect.getsource(http_tools.__init__)
+    for field in ("self.transport", "self.app_state", "self.loop", "self.parser"):
+        assert field in source, changed("uvicorn", f"HttpToolsProtocol {field}", files, why)
+
+
 def test_uvicorn_builds_fast_ws_as_its_http_protocol(uvicorn_config: Any) -> None:
     why = (
         "cli.py names HttpOrWebSocket as uvicorn's `http` protocol class; uvicorn builds one per "

@@ -3,15 +3,18 @@
 uvicorn builds one `HttpOrWebSocket` per accepted connection. It reads the request line and
 hands the connection over for good: a WebSocket upgrade to the gateway path goes to picows
 (frames parsed and written in C, no Python per frame below the gateway), anything else to
-uvicorn's own httptools protocol and so to FastAPI. The gateway (its `endpoint`) comes from the
-lifespan state the app yields, so nothing here is global; until the app has started, every
-connection goes to uvicorn, whose WebSocket path reaches the same gateway more slowly.
+uvicorn's httptools protocol (as `LimitedHttp`, realtime/connections.py) and so to FastAPI.
+Before either, the connection takes a slot of the process's `ConnectionGate`. The gateway
+(its `endpoint`) and the gate come from the lifespan state the app yields, so nothing here is
+global; until the app has started, every connection goes to uvicorn, whose WebSocket path
+reaches the same gateway more slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
@@ -27,19 +30,32 @@ from picows import (
     WSUpgradeRequest,
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]  # not in the stub
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from qunliao.realtime.asgi_socket import Disconnected
+from qunliao.realtime.connections import (
+    GATE_KEY,
+    HEAD_TOO_LARGE,
+    REQUEST_LINE_MAX,
+    TOO_BUSY,
+    ConnectionGate,
+    LimitedHttp,
+    Slot,
+    is_health_request,
+    peer_address,
+    refuse,
+)
 
 # The key of the lifespan state under which the app puts its `WebSocketRoute`.
 STATE_KEY = "qunliao.websocket"
 MAX_MESSAGE = 1 << 20  # as uvicorn's ws_max_size: a text frame is at most 16 KiB of JSON anyway
 READ_BUFFER = 2048  # grows when a frame needs more; small, since most sockets sit idle
 HANDSHAKE_TIMEOUT_S = 10.0
-REQUEST_LINE_MAX = 8192
-HEADERS_MAX = 16384  # picows' own limit for a request head
+HEADERS_MAX = 16384  # picows' own limit for a handshake's head: over it → 431
 MAX_QUEUED_MESSAGES = 64  # read no further while this many wait for the gateway …
 MAX_QUEUED_BYTES = 1 << 20  # … or this many bytes
+# What picows logs when a client breaks the protocol (an oversized or malformed frame).
+CLIENT_FAULTS = ("WS parser error",)
+CLIENT_FAULT_LOG_S = 10.0
 
 log = logging.getLogger(__name__)
 # The gateway's endpoint: True when it left the socket open, driven by callbacks.
@@ -52,11 +68,31 @@ class _PicowsLog(logging.LoggerAdapter):  # type: ignore[type-arg]
     (An adapter rather than a Logger also stops picows making a child logger per socket.)
     """
 
+    quiet_until: float
+    suppressed: int
+
     def isEnabledFor(self, level: int) -> bool:  # logging's name
         return level >= logging.WARNING and self.logger.isEnabledFor(level)
 
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if isinstance(msg, str) and msg.startswith(CLIENT_FAULTS):
+            # A client's bad frame (too big, malformed) is the client's fault, and any client
+            # can send one: WARNING, and at most one line per CLIENT_FAULT_LOG_S.
+            now = time.monotonic()
+            if now < self.quiet_until:
+                self.suppressed += 1
+                return
+            self.quiet_until = now + CLIENT_FAULT_LOG_S
+            if self.suppressed:
+                msg = f"{msg} ({self.suppressed} more like this not logged)"
+                self.suppressed = 0
+            level = logging.WARNING
+        super().log(level, msg, *args, **kwargs)
+
 
 _picows_log = _PicowsLog(logging.getLogger("qunliao.websocket"), {})
+_picows_log.quiet_until = 0.0
+_picows_log.suppressed = 0
 
 
 class WebSocketRoute:
@@ -114,17 +150,29 @@ class HttpOrWebSocket(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._timer: asyncio.TimerHandle | None = None
+        self._slot: Slot | None = None
+        self._refused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        gate = self._app_state.get(GATE_KEY)
+        if isinstance(gate, ConnectionGate):
+            self._slot = gate.admit(peer_address(transport))
+            if self._slot is None:
+                refuse(transport)  # this address holds too many: no answer, no work
+                return
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
         # A client that connects and says nothing is dropped as uvicorn would (keep-alive).
         self._timer = self._loop.call_later(self._config.timeout_keep_alive, self._transport.close)
 
     def data_received(self, data: bytes) -> None:
+        if self._transport is None or self._refused:
+            return  # refused, closing
         self._head += data
         if b"\r\n" not in self._head and len(self._head) < REQUEST_LINE_MAX:
             return  # the request line has not arrived yet
-        assert self._transport is not None
+        if self._slot is not None and self._slot.over_cap and not is_health_request(self._head):
+            self._refuse(TOO_BUSY)  # the process is full: room is kept for health checks only
+            return
         route = self._app_state.get(STATE_KEY)
         if not isinstance(route, WebSocketRoute) or not _is_request_to(
             self._head, route.request_prefix
@@ -132,9 +180,14 @@ class HttpOrWebSocket(asyncio.Protocol):
             self._hand_to_uvicorn()
             return
         end = self._head.find(b"\r\n\r\n")
-        if end < 0 and len(self._head) < HEADERS_MAX:
+        if end < 0:
+            if len(self._head) >= HEADERS_MAX:
+                self._refuse(HEAD_TOO_LARGE)
             return  # the gateway path: wait for the headers
-        upgrade = _websocket_upgrade(self._head[:end]) if end >= 0 else None
+        if end >= HEADERS_MAX:
+            self._refuse(HEAD_TOO_LARGE)  # more than picows reads: say so, do not drop
+            return
+        upgrade = _websocket_upgrade(self._head[:end])
         if upgrade is None:
             self._hand_to_uvicorn()  # not an upgrade (or an odd one): uvicorn answers it
         else:
@@ -146,6 +199,14 @@ class HttpOrWebSocket(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_timer()
+        if self._slot is not None:
+            self._slot.release()
+
+    def _refuse(self, answer: bytes) -> None:
+        self._stop_timer()
+        self._refused = True
+        assert self._transport is not None
+        refuse(self._transport, answer)
 
     def _stop_timer(self) -> None:
         if self._timer is not None:
@@ -153,28 +214,30 @@ class HttpOrWebSocket(asyncio.Protocol):
             self._timer = None
 
     def _hand_to_uvicorn(self) -> None:
+        slot = self._slot
         transport, head = self._take()
-        protocol = HttpToolsProtocol(
+        protocol = LimitedHttp(
             config=self._config,
             server_state=self._server_state,
             app_state=self._app_state,
             _loop=self._loop,
+            slot=slot,
         )
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         protocol.data_received(head)
 
     def _hand_to_picows(self, route: WebSocketRoute) -> None:
+        slot = self._slot
         transport, head = self._take()
-        peer = transport.get_extra_info("peername")
-        host = str(peer[0]) if peer else "?"
+        host = peer_address(transport)
 
         connections = self._server_state.connections
 
         def listener(request: WSUpgradeRequest) -> GatewaySocket:
             return GatewaySocket(request, host, route.handler, route.writes, connections)
 
-        protocol = picows_protocol(listener)
+        protocol = picows_protocol(listener, slot)
         transport.set_protocol(protocol)
         protocol.connection_made(transport)
         view = head
@@ -189,18 +252,32 @@ class HttpOrWebSocket(asyncio.Protocol):
         self._stop_timer()
         assert self._transport is not None
         transport, head = self._transport, self._head
-        self._transport, self._head = None, b""
+        self._transport, self._head, self._slot = None, b"", None
         return transport, head
 
 
-def picows_protocol(listener_factory: Callable[[WSUpgradeRequest], WSListener]) -> Any:
+class _GatewayProtocol(WSProtocol):  # type: ignore[misc]
+    """picows' protocol, giving the connection's slot back when it closes."""
+
+    slot: Slot | None = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.slot is not None:
+            self.slot.release()
+            self.slot = None
+        super().connection_lost(exc)
+
+
+def picows_protocol(
+    listener_factory: Callable[[WSUpgradeRequest], WSListener], slot: Slot | None = None
+) -> Any:
     """picows' server protocol for one connection that uvicorn accepted.
 
     `WSProtocol` is not in picows' public API (its `ws_create_server` would own the listening
     socket), so it is built here by keyword: a renamed or added parameter in a new picows fails
     loudly instead of binding a wrong value. tests/unit/test_private_apis.py builds one.
     """
-    return WSProtocol(
+    protocol = _GatewayProtocol(
         host_port=None,
         ws_path=None,
         is_client_side=False,
@@ -217,6 +294,8 @@ def picows_protocol(listener_factory: Callable[[WSUpgradeRequest], WSListener]) 
         extra_headers=None,
         read_buffer_init_size=READ_BUFFER,
     )
+    protocol.slot = slot
+    return protocol
 
 
 def _is_request_to(head: bytes, prefix: bytes) -> bool:
