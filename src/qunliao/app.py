@@ -261,6 +261,14 @@ def _register_readings(metrics: Metrics, hub: Hub, gateway: Gateway) -> None:
     metrics.gauge("qunliao_hub_position", "Last global position delivered", lambda: hub.pos)
 
 
+def frame_budget(settings: Settings) -> tuple[float, float]:
+    """Frames per second (and in a burst) one WebSocket may send: twice the request limit,
+    since reads and typing frames come with the sends. (0, 0) when rate limits are off."""
+    if settings.rate_limit_per_s <= 0:
+        return (0.0, 0.0)
+    return (2 * settings.rate_limit_per_s, 2 * settings.rate_limit_burst)
+
+
 def create_app(
     settings: Settings, *, services: Services | None = None, auto_migrate: bool = True
 ) -> FastAPI:
@@ -296,7 +304,7 @@ def create_app(
         try:
             # uvicorn hands this state to each connection's protocol (realtime/fast_ws.py).
             yield {
-                STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint),
+                STATE_KEY: WebSocketRoute(WS_PATH, svc.gateway.endpoint, frame_budget(settings)),
                 GATE_KEY: gate,
             }
         finally:

@@ -7,6 +7,7 @@ its own per-address count. About 25 s per engine.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import socket
@@ -14,9 +15,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from multidict import CIMultiDict
+from picows import WSUpgradeRequest
 
 from qunliao.realtime import fast_ws
 from qunliao.realtime.connections import ConnectionGate
+from qunliao.realtime.fast_ws import GatewaySocket
 from tests.e2e.helpers import ServerProcess
 from tests.process.engines import ENGINES, engine_server
 
@@ -220,3 +224,59 @@ def test_a_client_fault_logs_a_rate_limited_warning(caplog: pytest.LogCaptureFix
     fast_ws._picows_log.quiet_until = 0.0
     fast_ws._picows_log.error("WS parser error: %s, initiate disconnect", ("again",))
     assert "49 more like this" in caplog.records[-1].getMessage()
+
+
+class _Raw:
+    """The raw transport under a picows socket: records pause/resume."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pauses = 0
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_socket_sending_frames_past_its_budget_is_read_no_further_until_it_refills() -> (
+    None
+):
+    """A flood of cheap frames (read, typing, ping) costs Python work each even when refused:
+    past its budget the socket is not read (TCP slows the client), then read again."""
+    request = WSUpgradeRequest()
+    request.path = b"/api/v1/ws"
+    request.headers = CIMultiDict()
+
+    async def handler(_sock: GatewaySocket) -> bool:
+        return True
+
+    rate, burst = 200.0, 40.0
+    sock = GatewaySocket(
+        request, "127.0.0.1", handler, fast_ws.WriteCoalescer(), None, (rate, burst)
+    )
+    raw = _Raw()
+    sock._raw = raw  # type: ignore[assignment]
+    seen: list[bytes] = []
+    sock.listen(lambda m: seen.append(bytes(m)))
+    for _ in range(int(burst)):
+        sock._message(b'{"type":"ping"}')
+    assert not raw.paused, "a burst within the budget is read on"
+    sock._message(b'{"type":"ping"}')
+    sock._message(b'{"type":"ping"}')
+    assert raw.paused and raw.pauses == 1
+    assert len(seen) == burst + 2, "frames already read are still handled, none dropped"
+    await asyncio.sleep(3 / rate + 0.05)
+    assert not raw.paused, "read again once the budget refilled"
+    sock.hold_input()  # the gateway's own hold (a late resume) is kept while throttled…
+    sock._message(b'{"type":"ping"}')
+    sock._message(b'{"type":"ping"}')
+    await asyncio.sleep(3 / rate + 0.05)
+    assert raw.paused, "…and not lifted when the budget refills"
+    sock.release_input()
+    assert not raw.paused

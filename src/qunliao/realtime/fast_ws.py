@@ -98,8 +98,12 @@ _picows_log.suppressed = 0
 class WebSocketRoute:
     """What the app puts into the lifespan state: the gateway path and its handler."""
 
-    def __init__(self, path: str, handler: Handler) -> None:
+    def __init__(
+        self, path: str, handler: Handler, frame_budget: tuple[float, float] = (0.0, 0.0)
+    ) -> None:
         self.path = path
+        # Frames a socket may send per second, and in a burst (0: no budget).
+        self.frame_budget = frame_budget
         self.request_prefix = b"GET " + path.encode("ascii")
         self.handler = handler
         self.writes = WriteCoalescer()
@@ -235,7 +239,9 @@ class HttpOrWebSocket(asyncio.Protocol):
         connections = self._server_state.connections
 
         def listener(request: WSUpgradeRequest) -> GatewaySocket:
-            return GatewaySocket(request, host, route.handler, route.writes, connections)
+            return GatewaySocket(
+                request, host, route.handler, route.writes, connections, route.frame_budget
+            )
 
         protocol = picows_protocol(listener, slot)
         transport.set_protocol(protocol)
@@ -343,6 +349,7 @@ class GatewaySocket(WSListener):
         handler: Handler,
         writes: WriteCoalescer,
         connections: set[Any] | None = None,
+        frame_budget: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         super().__init__()
         # uvicorn's set of open connections: on SIGTERM it calls `shutdown()` on each at once
@@ -350,7 +357,11 @@ class GatewaySocket(WSListener):
         self._connections = connections
         self.heard = False  # a frame came since the last heartbeat look (see `probe`)
         self._pinged = False
-        self._input_held = False
+        self._input_held = False  # the gateway holds input (busy, or a late resume)
+        self._throttled = False  # over the frame budget: input waits for it to refill
+        self._frame_rate, self._frame_burst = frame_budget
+        self._frame_tokens = self._frame_burst
+        self._frame_at = time.monotonic()
         self._queued_bytes = 0
         authorization = request.headers.get("authorization")
         # Only what the gateway reads is kept: most sockets sit idle for hours.
@@ -479,12 +490,14 @@ class GatewaySocket(WSListener):
         """Stop reading from the client (its frames wait in the kernel, then it is throttled)."""
         if not self._input_held and self._raw is not None and not self.closed:
             self._input_held = True
-            self._raw.pause_reading()
+            if not self._throttled:
+                self._raw.pause_reading()
 
     def release_input(self) -> None:
         if self._input_held and self._raw is not None and not self.closed:
             self._input_held = False
-            self._raw.resume_reading()
+            if not self._throttled:
+                self._raw.resume_reading()
 
     def probe(self) -> None:
         """The gateway's heartbeat, every interval: ping a socket that said nothing since the
@@ -536,6 +549,8 @@ class GatewaySocket(WSListener):
     # ------------------------------------------------------------ inside
 
     def _message(self, payload: bytes | memoryview) -> None:
+        if self._frame_rate:
+            self._spend_frame()
         if self._on_message is not None:
             self._on_message(payload)  # parsed before picows reuses its buffer
             return
@@ -545,6 +560,27 @@ class GatewaySocket(WSListener):
             self._wake()
             if len(self._inbox) >= MAX_QUEUED_MESSAGES or self._queued_bytes >= MAX_QUEUED_BYTES:
                 self.hold_input()  # the gateway is busy (catch-up): leave the rest in the kernel
+
+    def _spend_frame(self) -> None:
+        """One frame from the budget; past it, read nothing more until it refills.
+
+        A client sending frames faster than any person could (a flood of `read` or `typing`
+        frames, which cost Python work each even when refused) is slowed by TCP instead of
+        costing the other clients their share of the event loop."""
+        now = time.monotonic()
+        rate, burst = self._frame_rate, self._frame_burst
+        self._frame_tokens = min(burst, self._frame_tokens + (now - self._frame_at) * rate) - 1
+        self._frame_at = now
+        if self._frame_tokens < 0 and not self._throttled and self._raw is not None:
+            self._throttled = True
+            if not self._input_held:
+                self._raw.pause_reading()
+            asyncio.get_running_loop().call_later(-self._frame_tokens / rate, self._unthrottle)
+
+    def _unthrottle(self) -> None:
+        self._throttled = False
+        if not self._input_held and self._raw is not None and not self.closed:
+            self._raw.resume_reading()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
