@@ -162,6 +162,30 @@ def test_a_slow_body_is_cut_off_after_the_total_time_limit(server: ServerProcess
     assert TIMEOUT_S * 0.9 < elapsed < TIMEOUT_S * 3
 
 
+def test_a_body_refused_early_is_not_read_on(server: ServerProcess) -> None:
+    """413 goes out after the first MiB; the remaining 63 MiB are not read (the connection
+    closes a moment later instead), so a client cannot make the server swallow gigabytes."""
+    with connect(server, new_address()) as sock:
+        sock.sendall(
+            b"POST /api/v1/accounts HTTP/1.1\r\nHost: q\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        chunk = b"100000\r\n" + b"a" * 0x100000 + b"\r\n"
+        sock.settimeout(5)
+        sent = 0
+        started = time.monotonic()
+        try:
+            while sent < 64 and time.monotonic() - started < 10:
+                sock.sendall(chunk)
+                sent += 1
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
+            pass
+        assert sent < 64, "the server read the whole 64 MiB"
+        reply = closed(sock, 5)
+        assert reply is not None, "the connection stays open"
+        assert reply.startswith(b"HTTP/1.1 413") or reply == b"", reply
+
+
 def test_one_address_holds_at_most_its_cap_and_others_are_still_served(
     server: ServerProcess,
 ) -> None:

@@ -151,7 +151,8 @@ def refuse(transport: asyncio.BaseTransport, answer: bytes | None = None) -> Non
     if answer is None:
         transport.close()
         return
-    transport.write(answer)
+    if answer:
+        transport.write(answer)
     if transport.can_write_eof():
         transport.write_eof()
     asyncio.get_running_loop().call_later(LINGER_S, transport.close)
@@ -280,8 +281,17 @@ class LimitedHttp(HttpToolsProtocol):
             super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
-        if not self._head_too_large:
-            super().on_body(body)
+        if self._head_too_large:
+            return
+        if self.cycle is not None and self.cycle.response_complete and not self._refused:
+            # Answered before the body was read (413 too_large, 401): read no more of it.
+            # The connection closes a moment later, when the client has had the answer.
+            self._stop_deadline()
+            self._refused = True
+            self.transport.pause_reading()
+            refuse(self.transport, b"")
+            return
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         self._stop_deadline()
