@@ -132,8 +132,8 @@ async def test_forwarded_headers_count_only_from_trusted_proxies(db_url: str) ->
         async with h.client_from(ATTACKER) as attacker:
             for n in range(limit):
                 forged = {"X-Forwarded-For": f"192.0.2.{n}", "Forwarded": f"for=192.0.2.{n}"}
-                r = await attacker.post("/api/v1/sessions", headers=forged,
-                                        json={"username": f"nobody{n}", "password": "wrong 密码"})  # fmt: skip
+                body = {"username": f"nobody{n}", "password": "wrong 密码"}
+                r = await attacker.post("/api/v1/sessions", headers=forged, json=body)
                 assert r.status_code == 401
             assert_limited(await login(attacker, "nobody", "wrong 密码"))
         # Through the proxy: each client is counted by itself, a forged left part is ignored.
@@ -155,9 +155,9 @@ async def test_without_trusted_proxies_forwarded_headers_are_ignored(h: Harness)
     limit = DEFAULTS.login_failures_per_address_per_min
     async with h.client_from("10.0.0.2") as client:
         for n in range(limit):
-            r = await client.post("/api/v1/sessions",
-                                  headers={"X-Forwarded-For": f"198.51.100.{n}"},
-                                  json={"username": f"nobody{n}", "password": "wrong 密码"})  # fmt: skip
+            forged = {"X-Forwarded-For": f"198.51.100.{n}"}
+            body = {"username": f"nobody{n}", "password": "wrong 密码"}
+            r = await client.post("/api/v1/sessions", headers=forged, json=body)
             assert r.status_code == 401
         assert_limited(await login(client, "nobody", "wrong 密码"))
 
