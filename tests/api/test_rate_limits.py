@@ -3,6 +3,8 @@ mass registration, and an attacker cannot use them to lock a real user out."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import pytest
 
 from qunliao.settings import Settings
 from tests.support.app import PASSWORD, Harness, running_app
-from tests.support.services import database_url
+from tests.support.services import database_url, service_url
 
 ATTACKER = "203.0.113.66"
 OWNER = "198.51.100.7"
@@ -180,3 +182,48 @@ async def test_rate_limits_off_lifts_every_limit(db_url: str) -> None:
             r = await h.call(alice, "POST", f"/api/v1/conversations/{conversation_id}/read",
                              json={"seq": 1})  # fmt: skip
             assert r.status_code == 204, r.text
+
+
+async def test_login_limits_are_shared_through_a_redis_bus(db_url: str, tmp_path: Path) -> None:
+    """Two gateways on one Redis count one address's failures together."""
+    redis_url = service_url("redis")
+    address = f"2001:db8:{secrets.randbelow(65536):x}:{secrets.randbelow(65536):x}::1"
+    limit = DEFAULTS.login_failures_per_address_per_min
+    async with (
+        running_app(db_url, bus_url=redis_url) as one,
+        running_app(f"sqlite:///{tmp_path / 'other.db'}", bus_url=redis_url) as two,
+    ):
+        async with one.client_from(address) as first, two.client_from(address) as second:
+            for n in range(limit):
+                client = first if n % 2 else second
+                assert (await login(client, f"nobody{n}", "wrong 密码")).status_code == 401
+            assert_limited(await login(first, "nobody", "wrong 密码"))
+            assert_limited(await login(second, "nobody", "wrong 密码"))
+
+
+async def test_an_unreachable_redis_falls_back_to_local_limits(
+    db_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = DEFAULTS.login_failures_per_address_per_min
+    async with running_app(db_url, bus_url="redis://127.0.0.1:1/0") as h:
+        alice = await h.user("alice")
+        async with h.client_from(ATTACKER) as attacker, h.client_from(OWNER) as owner:
+            for n in range(limit):
+                assert (await login(attacker, f"nobody{n}", "wrong 密码")).status_code == 401
+            assert_limited(await login(attacker, "nobody", "wrong 密码"))
+            assert (await login(owner, alice.username, PASSWORD)).status_code == 201
+    assert any("redis unreachable" in r.getMessage() for r in caplog.records)
+
+
+async def test_concurrent_attempts_cannot_slip_past_the_limits(db_url: str) -> None:
+    limit = DEFAULTS.registrations_per_address_per_min
+    async with running_app(db_url, registrations_per_address_per_min=limit) as h:
+        async with h.client_from(ATTACKER) as attacker:
+            made = await asyncio.gather(*(register(attacker, f"rush{n}") for n in range(40)))
+            assert sorted(r.status_code for r in made) == [201] * limit + [429] * (40 - limit)
+            tried = await asyncio.gather(
+                *(login(attacker, f"rush{n}", "wrong 密码") for n in range(40))
+            )
+            failures = DEFAULTS.login_failures_per_address_per_min
+            codes = sorted(r.status_code for r in tried)
+            assert codes == [401] * failures + [429] * (40 - failures)
