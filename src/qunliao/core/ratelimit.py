@@ -49,11 +49,21 @@ class RateLimiter:
 
     def check(self, key: str, cost: float = 1.0) -> None:
         """Take `cost` tokens for `key` or raise `rate_limited` with the wait in seconds."""
-        if self.rate <= 0:
+        rate = self.rate
+        if rate <= 0:
             return
-        bucket = self._bucket(key)
+        # `_bucket` written out: this runs for every message sent or read.
+        now = self._clock.monotonic()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._new(key, now)
+        else:
+            self._buckets.move_to_end(key)
+            tokens = bucket.tokens + (now - bucket.updated) * rate
+            bucket.tokens = tokens if tokens < self.burst else self.burst
+            bucket.updated = now
         if bucket.tokens < cost:
-            raise rate_limited((cost - bucket.tokens) / self.rate)
+            raise rate_limited((cost - bucket.tokens) / rate)
         bucket.tokens -= cost
 
     def take(self, key: str, cost: float = 1.0) -> Taken:
@@ -78,13 +88,16 @@ class RateLimiter:
         buckets = self._buckets
         bucket = buckets.get(key)
         if bucket is None:
-            if len(buckets) >= self._max_keys:
-                buckets.popitem(last=False)  # the least recently used
-            bucket = buckets[key] = _Bucket(self.burst, now)
-            return bucket
+            return self._new(key, now)
         buckets.move_to_end(key)
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
         bucket.updated = now
+        return bucket
+
+    def _new(self, key: str, now: float) -> _Bucket:
+        if len(self._buckets) >= self._max_keys:
+            self._buckets.popitem(last=False)  # the least recently used
+        bucket = self._buckets[key] = _Bucket(self.burst, now)
         return bucket
 
 
