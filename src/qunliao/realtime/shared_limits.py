@@ -99,8 +99,9 @@ class SharedLimits:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def run(self, key: str, args: list[Any]) -> list[Any] | None:
-        """The script's answer, or None when Redis is (recently) unreachable."""
+    async def run(self, key: str, args: list[Any]) -> tuple[bool, float] | None:
+        """The script's answer (allowed, tokens before), or None when Redis is (recently)
+        unreachable or answers something unexpected."""
         now = self._clock.monotonic()
         if now < self._down_until:
             return None
@@ -108,6 +109,7 @@ class SharedLimits:
             answer = await asyncio.wait_for(
                 self._script(keys=[key], args=args), timeout=self._timeout_s * 2
             )
+            allowed, before = int(answer[0]) == 1, float(answer[1])
         except Exception as exc:  # any Redis trouble: fall back, never fail the request
             self.failures += 1
             self._down = True
@@ -116,13 +118,13 @@ class SharedLimits:
                 self._warned_at = now
                 log.warning(
                     "rate limits: redis unreachable (%s); using this process's own limits",
-                    exc or type(exc).__name__,
+                    str(exc) or type(exc).__name__,
                 )
             return None
         if self._down:
             self._down = False
             log.info("rate limits: redis reachable again; limits are shared")
-        return list(answer)
+        return allowed, before
 
     @property
     def healthy(self) -> bool:
@@ -156,8 +158,8 @@ class RedisBuckets:
         answer = await self._shared.run(self._prefix + key, self._args(cost, "take"))
         if answer is None:
             return await self.fallback.take(key, cost)
-        before = float(answer[1])
-        if int(answer[0]) == 1:
+        allowed, before = answer
+        if allowed:
             return Taken(True, before, 0.0)
         return Taken(False, before, (cost - before) / self._rate)
 
