@@ -7,6 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 
 import pytest
+from multidict import CIMultiDict
 
 from qunliao.core.addresses import TrustedProxies, client_address, limit_key, parse_ip
 from qunliao.core.clock import FakeClock
@@ -85,6 +86,8 @@ def test_client_address_reads_repeated_raw_headers_and_rfc7239() -> None:
     raw = [(b"x-forwarded-for", b"6.6.6.6, 1.2.3.4"), (b"X-Forwarded-For", b"192.168.1.1")]
     assert client_address("10.0.0.2", raw, TRUSTED) == "1.2.3.4"
     assert client_address("10.0.0.2", raw, TrustedProxies()) == "10.0.0.2"  # nobody trusted
+    picows_headers = CIMultiDict([("X-Forwarded-For", "1.2.3.4"), ("x-forwarded-for", "5.6.7.8")])
+    assert client_address("10.0.0.2", picows_headers, TRUSTED) == "5.6.7.8"
     rfc = TrustedProxies.parse("10.0.0.0/8", header="forwarded")
     header = 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https, For=10.0.0.3;by=x'
     assert client_address("10.0.0.2", {"forwarded": header}, rfc) == "2001:db8:cafe::17"
