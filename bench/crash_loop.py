@@ -102,7 +102,9 @@ class Node:
             "--bus-url",
             bus_url,
         ]
-        self.env = server_env(rate_limit_per_s="0", poll_interval_ms="200", log_level="warning")
+        self.env = server_env(
+            rate_limits="off", rate_limit_per_s="0", poll_interval_ms="200", log_level="warning"
+        )
         self.log: IO[bytes] = (workdir / f"{name}.log").open("ab")
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0

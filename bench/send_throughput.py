@@ -42,7 +42,12 @@ def free_port() -> int:
 
 
 def start_server(database_url: str, port: int, cores: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, QUNLIAO_RATE_LIMIT_PER_S="0", QUNLIAO_LOG_LEVEL="warning")
+    env = dict(
+        os.environ,
+        QUNLIAO_RATE_LIMITS="off",
+        QUNLIAO_RATE_LIMIT_PER_S="0",
+        QUNLIAO_LOG_LEVEL="warning",
+    )
     command = [
         str(PYTHON),
         "-m",

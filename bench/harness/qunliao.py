@@ -79,6 +79,7 @@ class Qunliao:
     def environ(self) -> dict[str, str]:
         return dict(
             os.environ,
+            QUNLIAO_RATE_LIMITS="off",  # every limit, registrations and logins too
             QUNLIAO_RATE_LIMIT_PER_S="0",
             QUNLIAO_RATE_LIMIT_BURST="1000000",
             QUNLIAO_LOG_LEVEL="warning",

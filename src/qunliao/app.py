@@ -220,6 +220,8 @@ def build_services(
     metrics = Metrics()
     db = Database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     registry = Registry()
+    # rate_limits = "off" (load tests, benchmarks) lifts every limit: 0 is no limit here.
+    send_rate = settings.rate_limit_per_s if settings.rate_limits == "on" else 0
     hub = Hub(
         LogSource(db),
         make_bus(settings.bus_url),
@@ -230,7 +232,7 @@ def build_services(
     )
     wiring = Wiring(
         settings, db, clock, ids, metrics, registry, eventlog.EventLog(registry.append_hooks), hub,
-        RateLimiter(clock, settings.rate_limit_per_s, settings.rate_limit_burst), error_answer,
+        RateLimiter(clock, send_rate, settings.rate_limit_burst), error_answer,
         password_hasher,
     )  # fmt: skip
     for feature in FEATURES:
@@ -264,7 +266,7 @@ def _register_readings(metrics: Metrics, hub: Hub, gateway: Gateway) -> None:
 def frame_budget(settings: Settings) -> tuple[float, float]:
     """Frames per second (and in a burst) one WebSocket may send: twice the request limit,
     since reads and typing frames come with the sends. (0, 0) when rate limits are off."""
-    if settings.rate_limit_per_s <= 0:
+    if settings.rate_limit_per_s <= 0 or settings.rate_limits == "off":
         return (0.0, 0.0)
     return (2 * settings.rate_limit_per_s, 2 * settings.rate_limit_burst)
 
@@ -292,9 +294,11 @@ def create_app(
             svc.db.dialect,
             settings.bus_url.split("://")[0],
         )
+        proxies = settings.proxies()
         gate = ConnectionGate(
             settings.max_connections,
             settings.max_connections_per_ip,
+            exempt=proxies.__contains__,  # a proxy carries many clients' connections
             request_timeout_s=settings.request_timeout_s,
         )
         svc.metrics.gauge("qunliao_connections", "Open TCP connections (HTTP and WebSocket)",

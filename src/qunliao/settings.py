@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from qunliao.core.addresses import TrustedProxies
+
 ENV_PREFIX = "QUNLIAO_"
 
 
@@ -28,6 +30,15 @@ class Settings(BaseModel):
     edit_window_s: float = Field(86_400.0, ge=0)
     rate_limit_per_s: float = Field(100.0, ge=0)
     rate_limit_burst: float = Field(200.0, ge=1)
+    rate_limits: Literal["on", "off"] = "on"
+    login_failures_per_address_per_min: int = Field(20, ge=1)
+    login_failures_per_account_per_min: int = Field(10, ge=1)
+    login_failures_per_account_address_per_15min: int = Field(5, ge=1)
+    registrations_per_address_per_min: int = Field(20, ge=1)
+    # A plain string (comma-separated IPs/CIDRs): `qunliao serve` hands settings to its workers
+    # as str(value) in QUNLIAO_* variables.
+    trusted_proxies: str = ""
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = "x-forwarded-for"
     max_group_members: int = Field(10_000, ge=2)
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     poll_interval_ms: int = Field(1000, ge=10, le=60_000)
@@ -45,6 +56,16 @@ class Settings(BaseModel):
     def _check_database_url(cls, value: str) -> str:
         if not value.startswith(("sqlite://", "postgresql://", "postgres://")):
             raise ValueError("database_url must start with sqlite:// or postgresql://")
+        return value
+
+    def proxies(self) -> TrustedProxies:
+        """`trusted_proxies` and `forwarded_header`, parsed (see core/addresses.py)."""
+        return TrustedProxies.parse(self.trusted_proxies, self.forwarded_header)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # raises ValueError naming the bad entry
         return value
 
     @field_validator("bus_url")

@@ -37,6 +37,12 @@ class Harness:
     services: Services
     clock: FakeClock
     accounts: list[Account] = field(default_factory=list)
+    app: Any = None
+
+    def client_from(self, host: str, **headers: str) -> httpx.AsyncClient:
+        """Another client of the same app whose requests come from peer address `host`."""
+        transport = httpx.ASGITransport(app=self.app, client=(host, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
 
     async def user(self, prefix: str = "user", display_name: str | None = None) -> Account:
         username = f"{prefix}{next(_names)}"
@@ -114,6 +120,9 @@ class Harness:
 
 @asynccontextmanager
 async def running_app(database_url: str, **settings: Any) -> AsyncIterator[Harness]:
+    # Tests make many users from one address within a frozen minute; the tests of the limit
+    # itself pass the real number.
+    settings.setdefault("registrations_per_address_per_min", 1_000_000)
     config = Settings(database_url=database_url, **settings)
     clock = FakeClock()
     services = build_services(
@@ -125,4 +134,4 @@ async def running_app(database_url: str, **settings: Any) -> AsyncIterator[Harne
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield Harness(client, services, clock)
+            yield Harness(client, services, clock, app=app)

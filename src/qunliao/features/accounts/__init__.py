@@ -4,14 +4,23 @@ from functools import partial
 
 from qunliao.core.principal import Principal
 from qunliao.features.accounts import api
+from qunliao.features.accounts.limits import build_limits
 from qunliao.features.accounts.service import AccountService
 from qunliao.features.wiring import Wiring
+from qunliao.realtime.shared_limits import shared_limits_for
 
 
 def install(wiring: Wiring) -> None:
+    settings = wiring.settings
+    limited = settings.rate_limits == "on"
+    shared = shared_limits_for(settings.bus_url, wiring.clock) if limited else None
+    if shared is not None:
+        wiring.stops.append(shared.close)
+    login_limits, registration_limits = build_limits(settings, wiring.clock, shared)
     accounts = wiring.provide(
         AccountService(wiring.db, wiring.clock, wiring.ids, wiring.hub.revoke_devices,
-                       hasher=wiring.password_hasher)
+                       hasher=wiring.password_hasher, login_limits=login_limits,
+                       registration_limits=registration_limits)
     )  # fmt: skip
 
     async def access_token(token: str | None) -> Principal:
@@ -19,7 +28,7 @@ def install(wiring: Wiring) -> None:
 
     wiring.access_token = access_token
     wiring.authenticate = accounts.authenticate
-    wiring.routers.append(partial(api.router, accounts))
+    wiring.routers.append(partial(api.router, accounts, trusted=settings.proxies()))
     wiring.secret_answers.add(("POST", "/api/v1/sessions"))  # the answer is an access token
 
 

@@ -2,9 +2,10 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
+from qunliao.core.addresses import TrustedProxies, client_address
 from qunliao.core.http import AuthDependency, Body
 from qunliao.core.principal import Principal
 from qunliao.features.accounts.service import AccountService
@@ -26,18 +27,30 @@ class ProfileUpdate(Body):
     display_name: str = Field(max_length=256)
 
 
-def router(accounts: AccountService, auth: AuthDependency) -> APIRouter:
+def router(
+    accounts: AccountService, auth: AuthDependency, *, trusted: TrustedProxies | None = None
+) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["accounts"])
     Caller = Annotated[Principal, Depends(auth)]
+    proxies = trusted or TrustedProxies()
+
+    def address_of(request: Request) -> str:
+        """The client's address, for the per-address limits (behind trusted proxies only)."""
+        peer = request.client.host if request.client else None
+        return client_address(peer, request.headers, proxies)
 
     @api.post("/accounts", status_code=201, summary="Create an account")
-    async def create_account(body: NewAccount) -> dict[str, str]:
-        user_id = await accounts.do_register(body.username, body.password, body.display_name)
+    async def create_account(body: NewAccount, request: Request) -> dict[str, str]:
+        user_id = await accounts.do_register(
+            body.username, body.password, body.display_name, address=address_of(request)
+        )
         return {"user_id": user_id}
 
     @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token")
-    async def create_session(body: NewSession) -> dict[str, str]:
-        return await accounts.do_login(body.username, body.password, body.device_name)
+    async def create_session(body: NewSession, request: Request) -> dict[str, str]:
+        return await accounts.do_login(
+            body.username, body.password, body.device_name, address=address_of(request)
+        )
 
     @api.get("/sessions", summary="My logged-in devices")
     async def list_sessions(caller: Caller) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, bad_request, conflict, not_found, unauthorized
 from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
-from qunliao.core.ratelimit import RateLimiter
 from qunliao.features.accounts import store
+from qunliao.features.accounts.limits import LoginLimits, RegistrationLimits
 from qunliao.storage.db import Database
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
@@ -56,20 +56,29 @@ class AccountService:
         revoke: Callable[[Sequence[str]], None],
         *,
         hasher: PasswordHasher | None = None,
+        login_limits: LoginLimits | None = None,
+        registration_limits: RegistrationLimits | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
         self._ids = ids
         self._revoke = revoke
         self._hasher = hasher or PasswordHasher()
-        self._login_limiter = RateLimiter(clock, rate_per_s=1 / 6, burst=10)
+        # None: not limited (rate_limits = "off", or the caller is the CLI, not the network).
+        self._login_limits = login_limits
+        self._registration_limits = registration_limits
         # Verified against when the user does not exist, so timing does not reveal usernames.
         self._dummy_hash: str | None = None
 
-    async def do_register(self, username: str, password: str, display_name: str) -> str:
+    async def do_register(
+        self, username: str, password: str, display_name: str, *, address: str | None = None
+    ) -> str:
+        """Create an account; `address` is the client's (None for the CLI: not limited)."""
         check_username(username)
         check_password(password)
         name = check_display_name(display_name)
+        if self._registration_limits is not None and address is not None:
+            await self._registration_limits.check_registration(address)
         password_hash = await asyncio.to_thread(self._hasher.hash, password)
         user_id = self._ids.new("u")
         inbox_id = inbox_stream_id(user_id)
@@ -89,13 +98,19 @@ class AccountService:
             raise conflict(f"username {username!r} is taken") from exc
         return user_id
 
-    async def do_login(self, username: str, password: str, device_name: str) -> dict[str, str]:
-        # Guessing passwords costs the guesser: a burst of 10 tries, then one every 6 s per name.
-        self._login_limiter.check("login:" + username[:64])
+    async def do_login(
+        self, username: str, password: str, device_name: str, *, address: str | None = None
+    ) -> dict[str, str]:
+        # Guessing passwords costs the guesser, never the account's owner (limits.py).
+        attempt = None
+        if self._login_limits is not None and address is not None:
+            attempt = await self._login_limits.check_attempt(username, address)
         async with self._db.read() as conn:
             user = await store.user_by_name(conn, username)
         if not await self._verify(user.password_hash if user else None, password) or user is None:
             raise unauthorized("wrong username or password")
+        if attempt is not None:
+            await attempt.succeeded()
         token = self._ids.token()
         device_id = self._ids.new("d")
         async with self._db.write() as tx:
