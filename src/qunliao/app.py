@@ -246,6 +246,7 @@ def build_services(
         max_connections=settings.max_connections,
         max_per_ip=settings.max_connections_per_ip,
         ping_interval_s=settings.ws_ping_interval_s,
+        exempt=settings.proxies().__contains__,
     )
     _register_readings(metrics, hub, gateway)
     return Services(settings, db, hub, gateway, registry, metrics, clock, wiring)
@@ -294,11 +295,10 @@ def create_app(
             svc.db.dialect,
             settings.bus_url.split("://")[0],
         )
-        proxies = settings.proxies()
         gate = ConnectionGate(
             settings.max_connections,
             settings.max_connections_per_ip,
-            exempt=proxies.__contains__,  # a proxy carries many clients' connections
+            exempt=settings.proxies().__contains__,  # a proxy carries many clients' connections
             request_timeout_s=settings.request_timeout_s,
         )
         svc.metrics.gauge("qunliao_connections", "Open TCP connections (HTTP and WebSocket)",

@@ -204,8 +204,10 @@ class Gateway:
         max_connections: int = 20_000,
         max_per_ip: int = 1_000,
         ping_interval_s: float = 20.0,
+        exempt: Callable[[str], bool] = lambda _ip: False,
     ) -> None:
         self._hub = hub
+        self._exempt = exempt  # trusted proxies: not held to max_per_ip
         self._ping_interval_s = ping_interval_s
         self._heartbeat: asyncio.Task[None] | None = None
         self._handlers = handlers
@@ -248,7 +250,7 @@ class Gateway:
         """Serve a socket; True when it is still open and driven by callbacks from now on."""
         ip = sock.client_host
         if len(self._connections) >= self._max_connections or (
-            self._per_ip.get(ip, 0) >= self._max_per_ip
+            self._per_ip.get(ip, 0) >= self._max_per_ip and not self._exempt(ip)
         ):
             self.refused += 1
             with contextlib.suppress(Disconnected):
