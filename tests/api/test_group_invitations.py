@@ -36,8 +36,15 @@ async def test_the_setting_is_off_by_default_and_strictly_typed(h: Harness) -> N
     alice = await h.user("alice")
     r = await h.call(alice, "GET", SETTINGS)
     assert r.status_code == 200 and r.json() == {"group_invite_consent": False}
-    for bad in ({"group_invite_consent": "yes"}, {"group_invite_consent": 1},
-                {"group_invite_consent": None}, {"group_invite_consent": True, "x": 1}, [True]):  # fmt: skip
+    bad_bodies: list[Any] = [
+        {"group_invite_consent": "yes"},
+        {"group_invite_consent": 1},
+        {"group_invite_consent": None},
+        {"group_invite_consent": True, "x": 1},
+        [True],
+        {"group_invite_consent": "\u0000"},
+    ]
+    for bad in bad_bodies:
         r = await h.call(alice, "PATCH", SETTINGS, json=bad)
         assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", (bad, r.text)
     assert (await h.call(alice, "GET", SETTINGS)).json() == {"group_invite_consent": False}
