@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from qunliao.core.ids import inbox_stream_id
 from qunliao.features.conversations import ConversationService
+from qunliao.sdk import Client, GroupInvitationReceived, QunliaoError, decode_event
 from tests.support.app import Account, Harness
 
 SETTINGS = "/api/v1/me/settings"
@@ -243,3 +245,33 @@ async def test_invitation_events_reach_the_invitee_alone(h: Harness) -> None:
     assert readers.may_see(bob.user_id, 1) and not readers.may_see(alice.user_id, 1)
     assert h.services.registry.event_type("group_invitation.received") is not None
     assert h.services.registry.event_type("group_invitation.answered") is not None
+
+
+async def test_the_sdk_drives_invitations(h: Harness) -> None:
+    """The SDK's helpers against the app in-process: setting, invite, typed event, accept."""
+    alice, bob = await h.user("alice"), await h.user("bob")
+    transport = h.client._transport  # the harness's in-process ASGI transport
+    async with Client("http://testserver", access_token=bob.token, transport=transport) as sdk:
+        assert await sdk.settings() == {"group_invite_consent": False}
+        assert await sdk.update_settings(group_invite_consent=True) == {
+            "group_invite_consent": True
+        }
+        group = await h.group(alice)
+        r = await h.call(
+            alice,
+            "POST",
+            f"/api/v1/conversations/{group}/members",
+            json={"user_ids": [bob.user_id]},
+        )
+        assert r.json()["invited"] == [bob.user_id]
+        events = [decode_event(e) for e in (await sdk.sync()).events]
+        [received] = [e for e in events if isinstance(e, GroupInvitationReceived)]
+        invitation_id = received.invitation["invitation_id"]
+        assert [i["invitation_id"] for i in (await sdk.group_invitations())["incoming"]] == [
+            invitation_id
+        ]
+        assert (await sdk.accept_group_invitation(invitation_id))["state"] == "accepted"
+        assert (await sdk.conversation(group))["member_count"] == 2
+        with pytest.raises(QunliaoError) as caught:
+            await sdk.decline_group_invitation(invitation_id)
+        assert (caught.value.status, caught.value.code) == (409, "conflict")
