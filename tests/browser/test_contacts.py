@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from playwright.sync_api import Browser, expect
 
-from .helpers import open_person
+from .helpers import api, api_user, open_person, unique
 
 
 def test_friend_request_remark_and_block(browser: Browser, server_url: str) -> None:
@@ -51,4 +51,39 @@ def test_friend_request_remark_and_block(browser: Browser, server_url: str) -> N
         )
     finally:
         alice.close()
+        bob.close()
+
+
+def test_group_invitation_consent(browser: Browser, server_url: str) -> None:
+    """Bob asks to consent before being added; Alice's group becomes an invitation he accepts."""
+    bob = open_person(browser, server_url, "Bob 李", prefix="bob")
+    try:
+        bob.page.get_by_role("button", name="Settings").click()
+        consent = bob.page.get_by_role("checkbox", name="Ask me before others add me to a group")
+        expect(consent).to_be_enabled()
+        consent.check()
+        expect(consent).to_be_checked()
+        expect(consent).to_be_enabled()  # saved
+        bob.page.get_by_role("button", name="Close").click()
+
+        alice = api_user(server_url, unique("alice"), "Alice 王")
+        [found] = api(server_url, "GET", f"/users?q={bob.username}", token=alice["access_token"])[
+            "users"
+        ]
+        created = api(
+            server_url, "POST", "/conversations",
+            {"kind": "group", "member_ids": [found["user_id"]], "title": "读书会"},
+            token=alice["access_token"],
+        )  # fmt: skip
+        assert created["invited"] == [found["user_id"]]
+
+        contacts_tab = bob.page.get_by_role("button", name="Contacts")
+        expect(contacts_tab.locator(".badge")).to_have_text("1")
+        contacts_tab.click()
+        expect(bob.page.locator(".invitations")).to_contain_text("Alice 王")
+        bob.page.get_by_role("button", name="Accept 读书会").click()
+        expect(bob.page.locator(".invitations")).to_have_count(0)
+        bob.page.get_by_role("button", name="Chats").click()
+        expect(bob.page.locator(".conversations")).to_contain_text("读书会")
+    finally:
         bob.close()

@@ -18,6 +18,8 @@ from qunliao.sdk import (
     Event,
     FriendRequestAccepted,
     FriendRequestReceived,
+    GroupInvitationAnswered,
+    GroupInvitationReceived,
     MembersAdded,
     MembersRemoved,
     MemberUpdated,
@@ -150,6 +152,25 @@ KNOWN: list[tuple[dict[str, Any], Event]] = [
         FriendRequestAccepted(
             conversation_id=INBOX, seq=2, token="s_7",
             request={**FRIEND_REQUEST, "status": "accepted"},
+        ),
+    ),
+    (
+        {
+            "type": "group_invitation.received", "conversation_id": INBOX, "seq": 3,
+            "invitation": {"invitation_id": "gi_1", "title": "读书会"}, "at": T0, "token": "s_8",
+        },
+        GroupInvitationReceived(
+            conversation_id=INBOX, seq=3, token="s_8",
+            invitation={"invitation_id": "gi_1", "title": "读书会"},
+        ),
+    ),
+    (
+        {
+            "type": "group_invitation.answered", "conversation_id": INBOX, "seq": 4,
+            "invitation": {"invitation_id": "gi_1", "state": "declined"}, "at": T0,
+        },
+        GroupInvitationAnswered(
+            conversation_id=INBOX, seq=4, invitation={"invitation_id": "gi_1", "state": "declined"}
         ),
     ),
     (

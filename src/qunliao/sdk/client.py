@@ -222,6 +222,26 @@ class Client:
     async def unblock(self, user_id: str) -> None:
         await self.request("DELETE", api_path("blocks", user_id))
 
+    async def settings(self) -> JSONDict:
+        """My privacy settings: `{"group_invite_consent": bool}`."""
+        return await self._json("GET", api_path("me", "settings"))
+
+    async def update_settings(self, *, group_invite_consent: bool) -> JSONDict:
+        """True: others' adds to groups become invitations I accept or decline."""
+        body = {"group_invite_consent": group_invite_consent}
+        return await self._json("PATCH", api_path("me", "settings"), body)
+
+    async def group_invitations(self) -> JSONDict:
+        """`{"incoming": [...], "outgoing": [...]}`."""
+        return await self._json("GET", api_path("group-invitations"))
+
+    async def accept_group_invitation(self, invitation_id: str) -> JSONDict:
+        """Join the group I was invited to."""
+        return await self._json("POST", api_path("group-invitations", invitation_id, "accept"))
+
+    async def decline_group_invitation(self, invitation_id: str) -> JSONDict:
+        return await self._json("POST", api_path("group-invitations", invitation_id, "decline"))
+
     # -- conversations -----------------------------------------------------------------------
 
     async def create_direct(self, user_id: str) -> str:
@@ -281,7 +301,8 @@ class Client:
     async def add_members(
         self, conversation_id: str, user_ids: list[str], *, idempotency_key: str | None = None
     ) -> list[str]:
-        """Returns the ids actually added; retried under one `Idempotency-Key` like
+        """Returns the ids actually added (users who want to consent first are invited
+        instead: the answer's `invited`); retried under one `Idempotency-Key` like
         `create_group`."""
         path = api_path("conversations", conversation_id, "members")
         data = await self.request(

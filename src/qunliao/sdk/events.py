@@ -361,6 +361,27 @@ class FriendRequestAccepted(StoredEvent):
 
 @register_event_type
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GroupInvitationReceived(StoredEvent):
+    """On my own `i_…` stream: someone invited me into a group (I asked to consent first);
+    `invitation` as `Client.group_invitations()` lists it."""
+
+    TYPE: ClassVar[str] = "group_invitation.received"
+
+    invitation: dict[str, Any]
+
+
+@register_event_type
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupInvitationAnswered(StoredEvent):
+    """On my own `i_…` stream: I accepted or declined an invitation (on some device)."""
+
+    TYPE: ClassVar[str] = "group_invitation.answered"
+
+    invitation: dict[str, Any]
+
+
+@register_event_type
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Read(StateEvent):
     """State, not stored (no seq): `user_id` has read up to `read_seq`."""
 

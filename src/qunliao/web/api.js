@@ -78,6 +78,11 @@ export class Http {
   blocks() { return this.get("/blocks"); }
   block(userId) { return this.put(`/blocks/${enc(userId)}`); }
   unblock(userId) { return this.del(`/blocks/${enc(userId)}`); }
+  settings() { return this.get("/me/settings"); }
+  updateSettings(fields) { return this.patch("/me/settings", fields); }
+  groupInvitations() { return this.get("/group-invitations"); }
+  acceptGroupInvitation(id) { return this.post(`/group-invitations/${enc(id)}/accept`); }
+  declineGroupInvitation(id) { return this.post(`/group-invitations/${enc(id)}/decline`); }
 
   // conversations
   conversations() { return this.get("/conversations"); }

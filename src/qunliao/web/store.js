@@ -24,6 +24,7 @@ export class Store {
     this.contacts = new Map(); // user_id → contact
     this.blocks = new Set();
     this.requests = { incoming: [], outgoing: [] };
+    this.invitations = []; // group invitations I received (any state)
     this.conversations = new Map(); // conversation_id → conv
     this.members = new Map(); // conversation_id → Map(user_id → member)
     this.readIndex = new Map(); // conversation_id → sorted read_seq of the other members
@@ -372,21 +373,27 @@ export class Store {
 
   // --- contacts ---------------------------------------------------------------------------------
   async loadContacts() {
-    const [contacts, requests, blocks] = await Promise.all([
+    const [contacts, requests, blocks, invitations] = await Promise.all([
       this.http.contacts(),
       this.http.friendRequests(),
       this.http.blocks().catch(() => ({ user_ids: [] })),
+      this.http.groupInvitations().catch(() => ({ incoming: [] })),
     ]);
     this.contacts = new Map((contacts.contacts || []).map((c) => [c.user_id, c]));
     for (const c of this.contacts.values()) this.rememberUser({ user_id: c.user_id, username: c.username, display_name: c.display_name });
     this.requests = { incoming: requests.incoming || [], outgoing: requests.outgoing || [] };
     this.blocks = new Set(blocks.user_ids || []);
+    this.invitations = invitations.incoming || [];
     this.emit("contacts");
     this.emit("conversations");
   }
 
   pendingIncoming() {
     return this.requests.incoming.filter((r) => r.status === "pending");
+  }
+
+  pendingInvitations() {
+    return this.invitations.filter((i) => i.state === "pending");
   }
 
   async act(promise) {

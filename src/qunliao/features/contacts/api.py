@@ -20,6 +20,10 @@ class ContactUpdate(Body):
     remark: str = Field(max_length=1000)
 
 
+class SettingsUpdate(Body):
+    group_invite_consent: bool | None = None
+
+
 def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["contacts"])
     Caller = Annotated[Principal, Depends(auth)]
@@ -70,6 +74,14 @@ def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     async def unblock(user_id: str, caller: Caller) -> Response:
         await contacts.do_unblock(caller, user_id)
         return Response(status_code=204)
+
+    @api.get("/me/settings", summary="My privacy settings")
+    async def get_settings(caller: Caller) -> dict[str, Any]:
+        return await contacts.settings(caller)
+
+    @api.patch("/me/settings", summary="Change my privacy settings (group invitation consent)")
+    async def update_settings(body: SettingsUpdate, caller: Caller) -> dict[str, Any]:
+        return await contacts.do_update_settings(caller, body.model_dump(exclude_unset=True))
 
     @api.get("/users", summary="Search users by username or display name (中文 too)")
     async def search_users(

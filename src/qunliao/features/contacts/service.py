@@ -25,6 +25,8 @@ from qunliao.storage.db import Database, Tx
 
 BLOCK_CACHE_S = 5.0
 BLOCK_GRACE_S = 1.0  # an expired answer still served while one caller reloads it
+# Privacy settings and their defaults: a user without a row has these.
+DEFAULT_SETTINGS: dict[str, Any] = {"group_invite_consent": False}
 
 
 class ContactService:
@@ -209,6 +211,35 @@ class ContactService:
             blockers = await store.who_blocked(conn, adder_id)
         if blockers.intersection(user_ids):
             raise forbidden("a user you named does not accept you adding them to groups")
+
+    async def wanting_consent(self, adder_id: str, user_ids: Sequence[str]) -> set[str]:
+        """The users among these whom `adder_id` may only invite into a group: they asked to
+        consent first (群聊邀请确认). Nobody needs their own consent."""
+        others = [u for u in user_ids if u != adder_id]
+        if not others:
+            return set()
+        async with self._db.read() as conn:
+            return await store.wanting_consent(conn, others)
+
+    async def settings(self, caller: Principal) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            found = await store.get_settings(conn, caller.user_id)
+        return DEFAULT_SETTINGS | (found or {})
+
+    async def do_update_settings(
+        self, caller: Principal, changes: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change some of the caller's privacy settings; the answer holds all of them."""
+        unknown = set(changes) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise bad_request(f"unknown settings: {', '.join(sorted(unknown))}")
+        if "group_invite_consent" in changes:
+            consent = changes["group_invite_consent"]
+            if not isinstance(consent, bool):
+                raise bad_request("group_invite_consent must be true or false")
+            async with self._db.write() as tx:
+                await store.put_settings(tx.conn, caller.user_id, consent, self._clock.now_ms())
+        return await self.settings(caller)
 
     async def check_not_blocked(self, sender_id: str, recipient_id: str) -> None:
         """Raise forbidden when `recipient_id` has blocked `sender_id`."""

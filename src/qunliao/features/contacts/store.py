@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, String, Table, and_, delete, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    String,
+    Table,
+    and_,
+    delete,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from qunliao.storage.db import metadata, row_dict
@@ -39,6 +52,15 @@ blocks = Table(
     Column("blocked_id", String(40), primary_key=True),
     Column("created_at", BigInteger, nullable=False),
     Index("ix_blocks_blocked", "blocked_id"),
+)
+
+# Who may put me where: one row per user who changed a default (no row: every default).
+privacy_settings = Table(
+    "privacy_settings",
+    metadata,
+    Column("user_id", String(40), primary_key=True),
+    Column("group_invite_consent", Boolean, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
 )
 
 REQUEST_COLUMNS = [
@@ -182,3 +204,53 @@ async def blocked_by_me(conn: AsyncConnection, user_id: str) -> list[str]:
 async def who_blocked(conn: AsyncConnection, user_id: str) -> set[str]:
     rows = await conn.execute(select(blocks.c.user_id).where(blocks.c.blocked_id == user_id))
     return {r.user_id for r in rows}
+
+
+async def get_settings(conn: AsyncConnection, user_id: str) -> dict[str, Any] | None:
+    row = (
+        await conn.execute(
+            select(privacy_settings.c.group_invite_consent).where(
+                privacy_settings.c.user_id == user_id
+            )
+        )
+    ).first()
+    return None if row is None else {"group_invite_consent": bool(row.group_invite_consent)}
+
+
+async def put_settings(
+    conn: AsyncConnection, user_id: str, group_invite_consent: bool, now_ms: int
+) -> None:
+    changed = await conn.execute(
+        update(privacy_settings)
+        .where(privacy_settings.c.user_id == user_id)
+        .values(group_invite_consent=group_invite_consent, updated_at=now_ms)
+    )
+    if changed.rowcount:
+        return
+    try:
+        async with conn.begin_nested():
+            await conn.execute(
+                privacy_settings.insert().values(
+                    user_id=user_id, group_invite_consent=group_invite_consent, updated_at=now_ms
+                )
+            )
+    except IntegrityError:  # a concurrent first change inserted the row: ours comes after it
+        await conn.execute(
+            update(privacy_settings)
+            .where(privacy_settings.c.user_id == user_id)
+            .values(group_invite_consent=group_invite_consent, updated_at=now_ms)
+        )
+
+
+async def wanting_consent(conn: AsyncConnection, user_ids: list[str]) -> set[str]:
+    """The users among these who must consent before they are put into a group."""
+    found: set[str] = set()
+    for start in range(0, len(user_ids), 500):
+        rows = await conn.execute(
+            select(privacy_settings.c.user_id).where(
+                privacy_settings.c.user_id.in_(user_ids[start : start + 500]),
+                privacy_settings.c.group_invite_consent.is_(True),
+            )
+        )
+        found.update(r.user_id for r in rows)
+    return found

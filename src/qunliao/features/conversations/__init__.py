@@ -7,6 +7,7 @@ from qunliao.features.contacts import ContactService
 from qunliao.features.conversations import api
 from qunliao.features.conversations.members import Member, ReadPositions
 from qunliao.features.conversations.service import KIND, Access, ConversationService
+from qunliao.features.inbox import InboxService
 from qunliao.features.wiring import Wiring
 
 
@@ -14,12 +15,14 @@ def install(wiring: Wiring) -> None:
     conversations = wiring.provide(
         ConversationService(
             wiring.db, wiring.clock, wiring.ids, wiring.need(AccountService),
-            wiring.need(ContactService), wiring.log, wiring.on_committed,
+            wiring.need(ContactService), wiring.need(InboxService), wiring.log,
+            wiring.on_committed,
             max_group_members=wiring.settings.max_group_members,
         )
     )  # fmt: skip
-    wiring.registry.add_kind(conversations.stream_kind())
+    conversations.register(wiring.registry)
     wiring.routers.append(partial(api.router, conversations))
+    wiring.routers.append(partial(api.invitations_router, conversations))
 
 
 __all__ = ["KIND", "Access", "ConversationService", "Member", "ReadPositions", "install"]

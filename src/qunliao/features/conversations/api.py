@@ -42,11 +42,12 @@ def router(conversations: ConversationService, auth: AuthDependency) -> APIRoute
 
     @api.post("", status_code=201, summary="Create a direct or group conversation")
     async def create(body: NewConversation, caller: Caller) -> Any:
-        conversation_id, created = await conversations.do_create(
+        conversation_id, created, invited = await conversations.do_create(
             caller, body.kind, body.member_ids, body.title
         )
         return JSONResponse(
-            {"conversation_id": conversation_id}, status_code=201 if created else 200
+            {"conversation_id": conversation_id, "invited": invited},
+            status_code=201 if created else 200,
         )
 
     @api.get("", summary="My conversations, latest activity first")
@@ -78,7 +79,8 @@ def router(conversations: ConversationService, auth: AuthDependency) -> APIRoute
     async def add_members(
         conversation_id: str, body: MembersToAdd, caller: Caller
     ) -> dict[str, Any]:
-        return {"added": await conversations.do_add_members(caller, conversation_id, body.user_ids)}
+        added, invited = await conversations.do_add_members(caller, conversation_id, body.user_ids)
+        return {"added": added, "invited": invited}
 
     @api.delete(
         "/{conversation_id}/members/{user_id}",
@@ -100,5 +102,25 @@ def router(conversations: ConversationService, auth: AuthDependency) -> APIRoute
     @api.post("/{conversation_id}/transfer", summary="Transfer group ownership")
     async def transfer(conversation_id: str, body: Transfer, caller: Caller) -> dict[str, Any]:
         return await conversations.do_transfer(caller, conversation_id, body.user_id)
+
+    return api
+
+
+def invitations_router(conversations: ConversationService, auth: AuthDependency) -> APIRouter:
+    """Group invitations: adds that wait for the invitee's consent (群聊邀请确认)."""
+    api = APIRouter(prefix="/api/v1/group-invitations", tags=["conversations"])
+    Caller = Annotated[Principal, Depends(auth)]
+
+    @api.get("", summary="My incoming and outgoing group invitations")
+    async def list_invitations(caller: Caller) -> dict[str, Any]:
+        return await conversations.list_invitations(caller)
+
+    @api.post("/{invitation_id}/accept", summary="Accept a group invitation: join the group")
+    async def accept(invitation_id: str, caller: Caller) -> dict[str, Any]:
+        return await conversations.do_answer_invitation(caller, invitation_id, accept=True)
+
+    @api.post("/{invitation_id}/decline", summary="Decline a group invitation")
+    async def decline(invitation_id: str, caller: Caller) -> dict[str, Any]:
+        return await conversations.do_answer_invitation(caller, invitation_id, accept=False)
 
     return api

@@ -54,6 +54,23 @@ class MemberUpdated(EventBody):
     muted_until: int | None
 
 
+@dataclass(slots=True)
+class GroupInvitationReceived(EventBody):
+    """In the invitee's inbox: someone asked them into a group (they wanted to consent)."""
+
+    TYPE: ClassVar[str] = "group_invitation.received"
+    invitation: dict[str, Any]  # as GET /api/v1/group-invitations shows it
+
+
+@dataclass(slots=True)
+class GroupInvitationAnswered(EventBody):
+    """In the invitee's inbox (their other devices): accepted or declined. The inviter is not
+    told of a decline; an acceptance shows in the group as `members.added`."""
+
+    TYPE: ClassVar[str] = "group_invitation.answered"
+    invitation: dict[str, Any]
+
+
 EVENT_TYPES = (
     EventType(ConversationCreated.TYPE, body=ConversationCreated, changes_audience=True,
               changes_access=True),
@@ -63,3 +80,9 @@ EVENT_TYPES = (
               changes_access=True),
     EventType(MemberUpdated.TYPE, body=MemberUpdated, changes_audience=True, changes_access=True),
 )  # fmt: skip
+
+# Registered into the inbox stream kind, not the conversation one.
+INBOX_EVENT_TYPES = (
+    EventType(GroupInvitationReceived.TYPE, body=GroupInvitationReceived),
+    EventType(GroupInvitationAnswered.TYPE, body=GroupInvitationAnswered),
+)

@@ -14,19 +14,24 @@ from qunliao.core.errors import bad_request, conflict, forbidden, not_found
 from qunliao.core.events import NewEvent, Span, StoredEvent
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
-from qunliao.core.streams import SpanReaders, StreamKind
+from qunliao.core.streams import Registry, SpanReaders, StreamKind
 from qunliao.features.accounts import AccountService
 from qunliao.features.contacts import ContactService
-from qunliao.features.conversations import members, store
+from qunliao.features.conversations import invitations, members, store
 from qunliao.features.conversations.events import (
     EVENT_TYPES,
+    INBOX_EVENT_TYPES,
     ConversationCreated,
     ConversationUpdated,
+    GroupInvitationAnswered,
+    GroupInvitationReceived,
     MembersAdded,
     MembersRemoved,
     MemberUpdated,
 )
 from qunliao.features.conversations.members import Member
+from qunliao.features.inbox import KIND as INBOX
+from qunliao.features.inbox import InboxService
 from qunliao.storage import eventlog
 from qunliao.storage.db import Database, Tx
 
@@ -86,12 +91,14 @@ class ConversationService:
         ids: IdGenerator,
         accounts: AccountService,
         contacts: ContactService,
+        inbox: InboxService,
         log: eventlog.EventLog,
         on_committed: OnCommitted,
         *,
         max_group_members: int,
     ) -> None:
         self._db = db
+        self._inbox = inbox
         self._log = log
         self._summaries: list[Summary] = []
         self._clock = clock
@@ -141,6 +148,11 @@ class ConversationService:
         """Conversations as a stream kind: their members read them from join to leave."""
         return StreamKind(KIND, "c", self, list(EVENT_TYPES), on_change=self.forget_conversation)
 
+    def register(self, registry: Registry) -> None:
+        """The conversation stream kind, and group invitations in users' inboxes."""
+        registry.add_kind(self.stream_kind())
+        registry.add_types(INBOX, *INBOX_EVENT_TYPES)
+
     async def spans(self, conn: AsyncConnection, user_id: str) -> list[Span]:
         return await members.user_spans(conn, user_id)
 
@@ -167,8 +179,9 @@ class ConversationService:
 
     async def do_create(
         self, caller: Principal, kind: str, member_ids: Sequence[str], title: str | None
-    ) -> tuple[str, bool]:
-        """Create a conversation. Returns (conversation_id, created)."""
+    ) -> tuple[str, bool, list[str]]:
+        """Create a conversation. Returns (conversation_id, created, invited): the invited are
+        the users who want to consent first; they get an invitation instead of a membership."""
         ids = check_ids(member_ids)
         title = check_title(title)
         if kind == "direct":
@@ -176,7 +189,7 @@ class ConversationService:
                 raise bad_request("a direct conversation takes exactly one member id")
             if title is not None:
                 raise bad_request("a direct conversation has no title")
-            return await self._create_direct(caller, ids[0])
+            return *await self._create_direct(caller, ids[0]), []
         if kind != "group":
             raise bad_request("kind must be 'direct' or 'group'")
         others = [u for u in ids if u != caller.user_id]
@@ -184,15 +197,19 @@ class ConversationService:
         await self._contacts.check_may_add(caller.user_id, others)
         if len(others) + 1 > self._max_members:
             raise bad_request(f"a group has at most {self._max_members} members")
+        consent = await self._contacts.wanting_consent(caller.user_id, others)
+        joining = [u for u in others if u not in consent]
+        invited = [u for u in others if u in consent]
         async with self._db.write() as tx:
             conversation_id = await self._insert(
                 tx,
                 caller,
                 "group",
                 title,
-                {caller.user_id: "owner"} | dict.fromkeys(others, "member"),
+                {caller.user_id: "owner"} | dict.fromkeys(joining, "member"),
             )
-        return conversation_id, True
+            await self._invite(tx, caller.user_id, conversation_id, title, invited)
+        return conversation_id, True, invited
 
     async def _create_direct(self, caller: Principal, other_id: str) -> tuple[str, bool]:
         if other_id != caller.user_id:
@@ -384,7 +401,9 @@ class ConversationService:
 
     async def do_add_members(
         self, caller: Principal, conversation_id: str, user_ids: Sequence[str]
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
+        """Add users to a group. Returns (added, invited): those who want to consent first get
+        an invitation (or keep the one pending) instead of a membership."""
         ids = check_ids(user_ids, what="user_ids")
         if not ids:
             raise bad_request("user_ids must not be empty")
@@ -395,13 +414,18 @@ class ConversationService:
             raise forbidden("only the owner and admins may invite while the group is muted")
         await self._check_users_exist(ids)
         await self._contacts.check_may_add(caller.user_id, ids)
+        consent = await self._contacts.wanting_consent(caller.user_id, ids)
         now = self._clock.now_ms()
         async with self._db.write() as tx:
             await eventlog.lock_position(tx.conn)  # concurrent adds of one user take turns
             current = await members.get_members(tx.conn, conversation_id, ids)
-            fresh = [u for u in ids if u not in current or not current[u].active]
+            absent = [u for u in ids if u not in current or not current[u].active]
+            fresh = [u for u in absent if u not in consent]
+            invited = [u for u in absent if u in consent]
+            title = access.conversation["title"]
+            await self._invite(tx, caller.user_id, conversation_id, title, invited)
             if not fresh:
-                return []
+                return [], invited
             count = await members.count_members(tx.conn, conversation_id)
             if count + len(fresh) > self._max_members:
                 raise bad_request(f"a group has at most {self._max_members} members")
@@ -415,7 +439,7 @@ class ConversationService:
                 ],
             )  # fmt: skip
             await members.join_members(tx.conn, conversation_id, fresh, "member", added.seq, now)
-        return fresh
+        return fresh, invited
 
     async def do_remove_member(self, caller: Principal, conversation_id: str, user_id: str) -> None:
         access = await self.access_conversation(caller, conversation_id)
@@ -535,3 +559,131 @@ class ConversationService:
                 ],
             )
         return await self.get_conversation(caller, conversation_id)
+
+    # ---------------------------------------------------------------- invitations
+
+    async def _invite(
+        self, tx: Tx, inviter_id: str, conversation_id: str, title: str | None,
+        invitee_ids: Sequence[str],
+    ) -> None:  # fmt: skip
+        """An invitation for each of these users, delivered to their inbox. One who already has
+        one pending to this group keeps it: a retried add records and delivers nothing."""
+        if not invitee_ids:
+            return
+        pending = await invitations.pending_for(tx.conn, conversation_id, invitee_ids)
+        now = self._clock.now_ms()
+        new = [
+            {
+                "invitation_id": self._ids.new("gi"), "conversation_id": conversation_id,
+                "inviter_id": inviter_id, "invitee_id": user_id, "state": invitations.PENDING,
+                "created_at": now, "updated_at": now,
+            }
+            for user_id in invitee_ids
+            if user_id not in pending
+        ]  # fmt: skip
+        await invitations.insert_many(tx.conn, new)
+        for invitation in await self._shape_invitations(tx.conn, new, {conversation_id: title}):
+            await self._inbox.do_deliver(
+                tx, [invitation["invitee_id"]], GroupInvitationReceived(invitation),
+                sender_id=inviter_id,
+            )  # fmt: skip
+
+    async def _shape_invitations(
+        self,
+        conn: AsyncConnection,
+        rows: Sequence[dict[str, Any]],
+        titles: dict[str, str | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Invitations as clients see them: with the group's title and both users' names."""
+        titles = dict(titles or {})
+        unknown = list({r["conversation_id"] for r in rows} - set(titles))
+        for conversation_id, row in (await store.get_many(conn, unknown)).items():
+            titles[conversation_id] = row["title"]
+        names = await self._accounts.profiles(
+            [r["inviter_id"] for r in rows] + [r["invitee_id"] for r in rows]
+        )
+        return [
+            {
+                "invitation_id": r["invitation_id"],
+                "conversation_id": r["conversation_id"],
+                "title": titles.get(r["conversation_id"]),
+                "inviter_id": r["inviter_id"],
+                "inviter_display_name": names.get(r["inviter_id"], {}).get("display_name"),
+                "invitee_id": r["invitee_id"],
+                "invitee_display_name": names.get(r["invitee_id"], {}).get("display_name"),
+                "state": r["state"],
+                "created_at": r["created_at"],
+                "updated_at": r["updated_at"],
+            }
+            for r in rows
+        ]
+
+    async def list_invitations(self, caller: Principal) -> dict[str, list[dict[str, Any]]]:
+        """The group invitations the caller received and sent (at most 500, newest first)."""
+        async with self._db.read() as conn:
+            found = await self._shape_invitations(
+                conn, await invitations.of_user(conn, caller.user_id)
+            )
+        return {
+            "incoming": [i for i in found if i["invitee_id"] == caller.user_id],
+            "outgoing": [i for i in found if i["inviter_id"] == caller.user_id],
+        }
+
+    async def do_answer_invitation(
+        self, caller: Principal, invitation_id: str, accept: bool
+    ) -> dict[str, Any]:
+        """The invitee accepts (joins the group, as the inviter's add) or declines. Answering
+        the same way again changes nothing; the other way → 409."""
+        now = self._clock.now_ms()
+        async with self._db.write() as tx:
+            await eventlog.lock_position(tx.conn)  # an add or a second answer at once waits
+            invitation = await invitations.get(tx.conn, invitation_id)
+            if invitation is None or caller.user_id not in (
+                invitation["invitee_id"],
+                invitation["inviter_id"],
+            ):
+                raise not_found(f"group invitation {invitation_id} does not exist")
+            if invitation["invitee_id"] != caller.user_id:
+                raise forbidden("only the invited user answers an invitation")
+            state = "accepted" if accept else "declined"
+            if invitation["state"] != invitations.PENDING:
+                if invitation["state"] == state:
+                    return (await self._shape_invitations(tx.conn, [invitation]))[0]
+                raise conflict(f"the invitation was already {invitation['state']}")
+            if accept:
+                await self._do_join_invited(tx, invitation, now)
+            await invitations.set_state(tx.conn, invitation_id, state, now)
+            invitation |= {"state": state, "updated_at": now}
+            [shaped] = await self._shape_invitations(tx.conn, [invitation])
+            await self._inbox.do_deliver(
+                tx, [caller.user_id], GroupInvitationAnswered(shaped), sender_id=caller.user_id
+            )
+        return shaped
+
+    async def _do_join_invited(self, tx: Tx, invitation: dict[str, Any], now: int) -> None:
+        """Join the invitee as the inviter's add, if the inviter still may add them: the group
+        exists (404), the inviter is a member who may invite (403), there is room (409)."""
+        conversation_id, inviter_id = invitation["conversation_id"], invitation["inviter_id"]
+        invitee_id = invitation["invitee_id"]
+        conversation = await store.get(tx.conn, conversation_id)
+        if conversation is None:
+            raise not_found(f"the group {conversation_id} no longer exists")
+        inviter = await members.get_member(tx.conn, conversation_id, inviter_id)
+        if inviter is None or not inviter.active:
+            raise forbidden("the inviter is no longer a member of the group")
+        if conversation["muted_all"] and inviter.role not in MANAGERS:
+            raise forbidden("the group is muted: only the owner and admins may invite")
+        current = await members.get_member(tx.conn, conversation_id, invitee_id)
+        if current is not None and current.active:
+            return  # added meanwhile (without consent asked): nothing to do but answer
+        if await members.count_members(tx.conn, conversation_id) + 1 > self._max_members:
+            raise conflict(f"the group is full ({self._max_members} members)")
+        [added] = await self._emit(
+            tx,
+            [
+                NewEvent.of(
+                    conversation_id, MembersAdded([invitee_id], inviter_id), sender_id=inviter_id
+                )
+            ],
+        )
+        await members.join_members(tx.conn, conversation_id, [invitee_id], "member", added.seq, now)

@@ -1,4 +1,5 @@
-"""Every user's inbox: a stream for events addressed to that user alone (friend requests).
+"""Every user's inbox: a stream for events addressed to that user alone (friend requests,
+group invitations).
 
 Other features use it through this module only.
 """

@@ -3,7 +3,8 @@
 The smallest stream kind, and the worked example in docs/architecture.md ("Adding a feature"):
 its audience needs no table — the owner is in the stream id — and its streams are created on
 the first delivery, so registering an account writes nothing here. Other features register
-their event types into this kind (contacts: friend requests) and deliver through `do_deliver`.
+their event types into this kind (contacts: friend requests; conversations: group invitations)
+and deliver through `do_deliver`.
 """
 
 from __future__ import annotations

@@ -59,6 +59,18 @@ export class ContactsView {
           h("button", { class: "primary small", "aria-label": `${t("accept")} ${r.from_display_name}`, onclick: () => this.act(store.http.acceptFriendRequest(r.request_id)) }, t("accept")),
           h("button", { class: "secondary small", "aria-label": `${t("decline")} ${r.from_display_name}`, onclick: () => this.act(store.http.declineFriendRequest(r.request_id)) }, t("decline")))))));
     }
+    const invitations = store.pendingInvitations();
+    if (invitations.length) {
+      sections.push(h("section", { class: "requests invitations" }, h("h3", {}, t("group_invitations")),
+        h("ul", { class: "people" }, invitations.map((i) => {
+          const title = i.title || t("group_chat");
+          return h("li", { class: "person request" },
+            avatar(title, i.conversation_id),
+            h("span", { class: "pick-name" }, title, h("span", { class: "muted block" }, t("invites_you", { name: store.nameOf(i.inviter_id) || i.inviter_display_name }))),
+            h("button", { class: "primary small", "aria-label": `${t("accept")} ${title}`, onclick: () => this.act(store.http.acceptGroupInvitation(i.invitation_id)) }, t("accept")),
+            h("button", { class: "secondary small", "aria-label": `${t("decline")} ${title}`, onclick: () => this.act(store.http.declineGroupInvitation(i.invitation_id)) }, t("decline")));
+        }))));
+    }
     const contacts = [...store.contacts.values()].sort((a, b) => store.nameOf(a.user_id).localeCompare(store.nameOf(b.user_id), "zh-CN"));
     sections.push(h("section", {}, h("h3", {}, `${t("friends")} (${contacts.length})`),
       contacts.length

@@ -45,7 +45,8 @@ export function openGroupInfo(store, conversationId) {
           const ids = [...picker.selected.keys()];
           if (!ids.length) return;
           try {
-            await store.http.addMembers(conversationId, ids);
+            const result = await store.http.addMembers(conversationId, ids);
+            if (result.invited && result.invited.length) toast(t("invited_n", { n: result.invited.length }));
             await store.loadMembers(conversationId);
             await store.refreshConversation(conversationId);
           } catch (err) {

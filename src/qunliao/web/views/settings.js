@@ -1,4 +1,4 @@
-// Language picker and the "me" dialog: display name, language, sign out.
+// Language picker and the "me" dialog: display name, language, group invitation consent, sign out.
 import { avatar, h, openDialog, toast } from "../dom.js";
 import { LANGUAGES, lang, setLang, t } from "../i18n.js";
 
@@ -14,6 +14,27 @@ export function languagePicker() {
 export function openSettings(store) {
   const me = store.me;
   const name = h("input", { value: me.display_name || "", maxlength: "64", "aria-label": t("display_name") });
+  // Saved as soon as it is switched (not with the form): the server's answer is the truth.
+  const consent = h("input", {
+    type: "checkbox", disabled: true,
+    onchange: async () => {
+      const wanted = consent.checked;
+      consent.disabled = true;
+      try {
+        const settings = await store.http.updateSettings({ group_invite_consent: wanted });
+        consent.checked = Boolean(settings.group_invite_consent);
+      } catch (err) {
+        consent.checked = !wanted;
+        toast(t("error_generic", { message: err.message }));
+      } finally {
+        consent.disabled = false;
+      }
+    },
+  });
+  store.http.settings().then((settings) => {
+    consent.checked = Boolean(settings.group_invite_consent);
+    consent.disabled = false;
+  }).catch(() => {});
   const dialog = h(
     "dialog",
     { class: "sheet", "aria-label": t("settings") },
@@ -43,6 +64,8 @@ export function openSettings(store) {
         h("div", {}, h("strong", {}, me.display_name), h("div", { class: "muted" }, `@${me.username}`))),
       h("label", { class: "field" }, h("span", {}, t("display_name")), name),
       h("div", { class: "field" }, h("span", {}, t("language")), languagePicker()),
+      h("label", { class: "toggle-field" }, consent,
+        h("span", {}, t("invite_consent"), h("span", { class: "muted block" }, t("invite_consent_hint")))),
       h("div", { class: "sheet-actions" },
         h("button", { type: "submit", class: "primary" }, t("save")),
         h("button", { type: "button", class: "danger", onclick: () => { dialog.close(); store.signOut(); } }, t("sign_out"))),

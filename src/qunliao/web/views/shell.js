@@ -88,7 +88,7 @@ export class Shell {
   renderTabs() {
     if (!this.tabsBox) return;
     const unread = this.store.sortedConversations().reduce((n, c) => n + (c.unread_count || 0), 0);
-    const requests = this.store.pendingIncoming().length;
+    const requests = this.store.pendingIncoming().length + this.store.pendingInvitations().length;
     document.title = unread ? `(${unread > 99 ? "99+" : unread}) qunliao 群聊` : "qunliao 群聊";
     const tab = (name, label, badge) =>
       h("button", {
