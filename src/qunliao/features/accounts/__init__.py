@@ -11,7 +11,9 @@ from qunliao.features.wiring import Wiring
 def install(wiring: Wiring) -> None:
     accounts = wiring.provide(
         AccountService(wiring.db, wiring.clock, wiring.ids, wiring.hub.revoke_devices,
-                       hasher=wiring.password_hasher)
+                       hasher=wiring.password_hasher,
+                       idle_timeout_s=wiring.settings.session_idle_timeout,
+                       in_use=wiring.hub.connected_devices)
     )  # fmt: skip
 
     async def access_token(token: str | None) -> Principal:
@@ -20,6 +22,8 @@ def install(wiring: Wiring) -> None:
     wiring.access_token = access_token
     wiring.authenticate = accounts.authenticate
     wiring.routers.append(partial(api.router, accounts))
+    wiring.starts.append(accounts.start)
+    wiring.stops.append(accounts.stop)  # writes the last uses still only in memory
     wiring.secret_answers.add(("POST", "/api/v1/sessions"))  # the answer is an access token
 
 
