@@ -26,7 +26,7 @@ IDLE_EXPIRED_S = IDLE_TIMEOUT_S + STORED_LAG_MS / 1000 + 1
 
 
 def accounts_of(h: Harness) -> AccountService:
-    return h.services.wiring.need(AccountService)
+    return h.services.need(AccountService)
 
 
 async def stored_last_seen(h: Harness, device_id: str) -> int:
@@ -181,7 +181,7 @@ def ws_app(
             password_hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
         )
         with TestClient(create_app(settings, services=services)) as client:
-            yield client, clock, services.wiring.need(AccountService)
+            yield client, clock, services.need(AccountService)
 
 
 def _login(client: TestClient, username: str) -> tuple[str, str]:

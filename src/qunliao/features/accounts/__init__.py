@@ -22,9 +22,9 @@ def install(wiring: Wiring) -> None:
     wiring.access_token = access_token
     wiring.authenticate = accounts.authenticate
     wiring.routers.append(partial(api.router, accounts))
+    wiring.secret_answers.add(("POST", "/api/v1/sessions"))  # the answer is an access token
     wiring.starts.append(accounts.start)
     wiring.stops.append(accounts.stop)  # writes the last uses still only in memory
-    wiring.secret_answers.add(("POST", "/api/v1/sessions"))  # the answer is an access token
 
 
 __all__ = ["AccountService", "install"]

@@ -60,9 +60,9 @@ class AccountService:
         ids: IdGenerator,
         revoke: Callable[[Sequence[str]], None],
         *,
-        hasher: PasswordHasher | None = None,
         idle_timeout_s: float = 0.0,
         in_use: Callable[[], Iterable[str]] = tuple,
+        hasher: PasswordHasher | None = None,
     ) -> None:
         self._db = db
         self._clock = clock

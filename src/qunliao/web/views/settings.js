@@ -60,11 +60,11 @@ export function openSettings(store) {
         h("div", {}, h("strong", {}, me.display_name), h("div", { class: "muted" }, `@${me.username}`))),
       h("label", { class: "field" }, h("span", {}, t("display_name")), name),
       h("div", { class: "field" }, h("span", {}, t("language")), languagePicker()),
-      h("h3", {}, t("devices")),
-      devices.list,
       h("div", { class: "sheet-actions" },
         h("button", { type: "submit", class: "primary" }, t("save")),
         h("button", { type: "button", class: "danger", onclick: () => { dialog.close(); store.signOut(); } }, t("sign_out"))),
+      h("h3", {}, t("devices")),
+      devices.list,
       h("button", {
         type: "button", class: "link other-devices",
         onclick: () => store.http.del("/sessions/others").then(() => { toast(t("others_signed_out")); devices.load(); }).catch((err) => toast(t("error_generic", { message: err.message }))),
