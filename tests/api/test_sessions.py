@@ -111,6 +111,19 @@ async def test_shutdown_writes_what_is_only_in_memory(tmp_path: Path) -> None:
             assert await stored_last_seen(again, alice.device_id) == used_at
 
 
+async def test_the_device_list_shows_only_my_devices(h: Harness) -> None:
+    alice, bob = await h.user("alice"), await h.user("bob")
+    phone = await h.login(alice.username, "手机 phone")
+    h.clock.advance(90)
+    assert (await h.call(phone, "GET", "/api/v1/me")).status_code == 200
+    mine = await listed(h, alice)
+    assert set(mine) == {alice.device_id, phone.device_id}
+    assert mine[phone.device_id]["last_seen_at"] == h.clock.now_ms()
+    assert [mine[alice.device_id]["current"], mine[phone.device_id]["current"]] == [True, False]
+    assert set(await listed(h, bob)) == {bob.device_id}
+    assert (await h.call(None, "GET", "/api/v1/sessions")).status_code == 401
+
+
 async def test_tokens_never_idle_out_by_default(h: Harness) -> None:
     alice = await h.user("alice")
     h.clock.advance(365 * 86_400)

@@ -1,6 +1,9 @@
 """Devices' last uses in memory: what is due for a write, and what memory forgets."""
 
+import pytest
+
 from qunliao.features.accounts.activity import GRANULARITY_MS, STORED_LAG_MS, DeviceActivity
+from qunliao.settings import load_settings
 
 
 def test_a_use_is_due_only_once_the_stored_value_is_a_granularity_old() -> None:
@@ -40,3 +43,12 @@ def test_revoked_devices_are_forgotten() -> None:
     activity.forget(["d_1"])
     assert activity.take_due() == {}
     assert activity.last_seen("d_1", 5) == 5
+
+
+def test_the_idle_timeout_setting_is_off_by_default_and_checked() -> None:
+    assert load_settings(environ={}).session_idle_timeout == 0
+    found = load_settings(environ={"QUNLIAO_SESSION_IDLE_TIMEOUT": "86400"})
+    assert found.session_idle_timeout == 86_400
+    for bad in ("-1", "一天", "nan", "inf"):
+        with pytest.raises(ValueError, match="session_idle_timeout"):
+            load_settings(environ={"QUNLIAO_SESSION_IDLE_TIMEOUT": bad})
