@@ -49,6 +49,8 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(1 << 20, ge=1024)
     request_timeout_s: float = Field(60.0, gt=0, le=3600)
     shutdown_timeout_s: float = Field(10.0, ge=0)
+    # Seconds a session (device) may go unused before its token is refused; 0: never.
+    session_idle_timeout: float = Field(0.0, ge=0, allow_inf_nan=False)
     websocket_engine: Literal["picows", "uvicorn"] = "picows"
 
     @field_validator("database_url")

@@ -165,8 +165,13 @@ def test_chinese_ui_keeps_contract_names_and_switches_language(
         assert box and box["x"] + box["width"] <= 360
         assert han.page.evaluate("() => document.documentElement.scrollWidth") <= 360
 
-        # Switch to English in settings; the choice sticks across a reload.
+        # Settings list the signed-in devices, this one just used (issue 14: last_seen_at).
         page.get_by_role("button", name="设置").click()
+        device = page.get_by_role("list", name="已登录的设备").get_by_role("listitem")
+        expect(device).to_have_count(1)
+        expect(device).to_contain_text("本机")
+        expect(device).to_contain_text("刚刚活跃")
+        # Switch to English in settings; the choice sticks across a reload.
         page.get_by_label("语言").first.select_option("en")
         expect(page.get_by_role("button", name="Send", exact=True)).to_have_text("Send")
         page.reload()

@@ -177,6 +177,10 @@ class Hub:
             if not conns:
                 del self.connections[conn.user_id]
 
+    def connected_devices(self) -> set[str]:
+        """The devices with a socket open in this process (they count as in use)."""
+        return {conn.device_id for conns in self.connections.values() for conn in conns}
+
     @property
     def bus_healthy(self) -> bool:
         return self._bus.healthy

@@ -62,6 +62,7 @@ export class Http {
     return this.request("POST", "/sessions", { username, password, device_name: deviceName }, { auth: false });
   }
   signOut() { return this.del("/sessions/current"); }
+  sessions() { return this.get("/sessions"); }
   me() { return this.get("/me"); }
   updateMe(displayName) { return this.patch("/me", { display_name: displayName }); }
   user(userId) { return this.get(`/users/${enc(userId)}`); }

@@ -44,6 +44,12 @@ export function dayLabel(ms, now = Date.now()) {
   return new Intl.DateTimeFormat(locale(), options).format(ms);
 }
 
+/** When a device was last used ("Active just now", "Last active 14:05"); its time is kept to the minute. */
+export function lastSeen(ms, now = Date.now()) {
+  if (now - ms < 2 * 60 * 1000) return t("seen_just_now");
+  return t("last_seen", { time: listTime(ms, now) });
+}
+
 export function fullTime(ms) {
   return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "short" }).format(ms);
 }

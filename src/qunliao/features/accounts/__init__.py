@@ -20,7 +20,9 @@ def install(wiring: Wiring) -> None:
     accounts = wiring.provide(
         AccountService(wiring.db, wiring.clock, wiring.ids, wiring.hub.revoke_devices,
                        hasher=wiring.password_hasher, login_limits=login_limits,
-                       registration_limits=registration_limits)
+                       registration_limits=registration_limits,
+                       idle_timeout_s=wiring.settings.session_idle_timeout,
+                       in_use=wiring.hub.connected_devices)
     )  # fmt: skip
 
     async def access_token(token: str | None) -> Principal:
@@ -30,6 +32,8 @@ def install(wiring: Wiring) -> None:
     wiring.authenticate = accounts.authenticate
     wiring.routers.append(partial(api.router, accounts, trusted=settings.proxies()))
     wiring.secret_answers.add(("POST", "/api/v1/sessions"))  # the answer is an access token
+    wiring.starts.append(accounts.start)
+    wiring.stops.append(accounts.stop)  # writes the last uses still only in memory
 
 
 __all__ = ["AccountService", "install"]

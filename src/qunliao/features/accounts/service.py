@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from argon2 import PasswordHasher
@@ -16,8 +18,11 @@ from qunliao.core.errors import ApiError, bad_request, conflict, not_found, unau
 from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
 from qunliao.features.accounts import store
+from qunliao.features.accounts.activity import FLUSH_INTERVAL_S, STORED_LAG_MS, DeviceActivity
 from qunliao.features.accounts.limits import LoginLimits, RegistrationLimits
 from qunliao.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 
@@ -55,6 +60,8 @@ class AccountService:
         ids: IdGenerator,
         revoke: Callable[[Sequence[str]], None],
         *,
+        idle_timeout_s: float = 0.0,
+        in_use: Callable[[], Iterable[str]] = tuple,
         hasher: PasswordHasher | None = None,
         login_limits: LoginLimits | None = None,
         registration_limits: RegistrationLimits | None = None,
@@ -63,6 +70,11 @@ class AccountService:
         self._clock = clock
         self._ids = ids
         self._revoke = revoke
+        # Last uses of devices (see activity.py); `in_use`: devices with a socket open here.
+        self._activity = DeviceActivity()
+        self._idle_timeout_ms = int(idle_timeout_s * 1000)
+        self._in_use = in_use
+        self._flusher: asyncio.Task[None] | None = None
         self._hasher = hasher or PasswordHasher()
         # None: not limited (rate_limits = "off", or the caller is the CLI, not the network).
         self._login_limits = login_limits
@@ -146,7 +158,19 @@ class AccountService:
             found = await store.device_by_token(conn, _token_hash(token))
         if found is None:
             raise unauthorized()
-        return Principal(user_id=found[0], device_id=found[1])
+        user_id, device_id, stored_seen_ms = found
+        now = self._clock.now_ms()
+        # Checked after the lookup, never cached with it: memory holds uses not stored yet.
+        if self._idle(self._activity.last_seen(device_id, stored_seen_ms), now):
+            raise unauthorized("session expired after being idle; log in again")
+        self._activity.saw(device_id, now, stored_seen_ms)
+        return Principal(user_id=user_id, device_id=device_id)
+
+    def _idle(self, last_seen_ms: int, now_ms: int) -> bool:
+        # Another process's uses reach storage up to STORED_LAG_MS late: a token lives that much
+        # past the timeout rather than dying early.
+        timeout = self._idle_timeout_ms
+        return timeout > 0 and now_ms - last_seen_ms > timeout + STORED_LAG_MS
 
     async def authenticate(self, token: str) -> Principal | None:
         try:
@@ -162,6 +186,7 @@ class AccountService:
             )
         if not revoked:
             raise not_found(f"device {target} does not exist")
+        self._activity.forget(revoked)
         self._revoke(revoked)
 
     async def do_logout_others(self, principal: Principal) -> None:
@@ -170,18 +195,62 @@ class AccountService:
                 tx.conn, principal.user_id, self._clock.now_ms(), keep=principal.device_id
             )
         if revoked:
+            self._activity.forget(revoked)
             self._revoke(revoked)
 
     async def list_devices(self, principal: Principal) -> list[dict[str, Any]]:
         async with self._db.read() as conn:
             found = await store.list_devices(conn, principal.user_id)
+        now = self._clock.now_ms()
+        listed = []
         for device in found:
+            device["last_seen_at"] = self._activity.last_seen(
+                device["device_id"], device["last_seen_at"]
+            )
+            if self._idle(device["last_seen_at"], now):
+                continue  # its token is refused: no longer logged in
             device["current"] = device["device_id"] == principal.device_id
-        return found
+            listed.append(device)
+        return listed
 
-    async def touch(self, principal: Principal) -> None:
-        async with self._db.write() as tx:
-            await store.touch_device(tx.conn, principal.device_id, self._clock.now_ms())
+    async def flush_last_seen(self) -> None:
+        """Write the devices' last uses storage needs to hear about, in one batch."""
+        now = self._clock.now_ms()
+        self._activity.saw_all(self._in_use(), now)  # an open socket keeps its device seen
+        due = self._activity.take_due()
+        if not due:
+            return
+        try:
+            async with self._db.write() as tx:
+                await store.touch_devices(tx.conn, due)
+        except BaseException:
+            self._activity.failed(due)
+            raise
+        self._activity.written(due, now)
+
+    async def _flush_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.flush_last_seen()
+            except Exception:
+                log.warning("writing devices' last_seen_at failed; retrying", exc_info=True)
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(
+            self._flush_every(FLUSH_INTERVAL_S), name="qunliao-last-seen"
+        )
+
+    async def stop(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        try:
+            await self.flush_last_seen()  # what is only in memory is written before exit
+        except Exception:  # the rest of the shutdown goes on; a few last_seen_at stay older
+            log.warning("writing devices' last_seen_at at shutdown failed", exc_info=True)
 
     async def profile(self, user_id: str) -> dict[str, str]:
         users = await self.profiles([user_id])

@@ -5,7 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, String, Table, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    String,
+    Table,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -151,15 +162,16 @@ async def insert_device(
     )
 
 
-async def device_by_token(conn: AsyncConnection, token_hash: str) -> tuple[str, str] | None:
+async def device_by_token(conn: AsyncConnection, token_hash: str) -> tuple[str, str, int] | None:
+    """(user_id, device_id, last_seen_at) of a live token."""
     row = (
         await conn.execute(
-            select(devices.c.user_id, devices.c.device_id).where(
+            select(devices.c.user_id, devices.c.device_id, devices.c.last_seen_at).where(
                 devices.c.token_hash == token_hash, devices.c.revoked_at.is_(None)
             )
         )
     ).first()
-    return None if row is None else (row.user_id, row.device_id)
+    return None if row is None else (row.user_id, row.device_id, row.last_seen_at)
 
 
 async def list_devices(conn: AsyncConnection, user_id: str) -> list[dict[str, Any]]:
@@ -197,7 +209,17 @@ async def revoke_devices(
     return ids
 
 
-async def touch_device(conn: AsyncConnection, device_id: str, now_ms: int) -> None:
-    await conn.execute(
-        update(devices).where(devices.c.device_id == device_id).values(last_seen_at=now_ms)
+_touch = (
+    update(devices)
+    .where(
+        devices.c.device_id == bindparam("seen_device"),
+        devices.c.last_seen_at < bindparam("seen_at"),  # another process may have seen it later
     )
+    .values(last_seen_at=bindparam("seen_at"))
+)
+
+
+async def touch_devices(conn: AsyncConnection, seen: dict[str, int]) -> None:
+    """Move devices' last_seen_at forward: one statement for the whole batch (executemany)."""
+    if seen:
+        await conn.execute(_touch, [{"seen_device": d, "seen_at": at} for d, at in seen.items()])

@@ -1,5 +1,6 @@
 // Language picker and the "me" dialog: display name, language, group invitation consent, sign out.
 import { avatar, h, openDialog, toast } from "../dom.js";
+import { fullTime, lastSeen } from "../format.js";
 import { LANGUAGES, lang, setLang, t } from "../i18n.js";
 
 export function languagePicker() {
@@ -11,8 +12,24 @@ export function languagePicker() {
   return h("label", { class: "lang" }, h("span", { class: "lang-icon", "aria-hidden": "true" }, "文/A"), select);
 }
 
+/** The signed-in devices, each with when it was last used; `load()` (again) fills it. */
+function deviceList(store) {
+  const list = h("ul", { class: "devices", "aria-label": t("devices") });
+  const load = () => store.http.sessions().then(({ devices }) => {
+    const now = Date.now();
+    list.replaceChildren(...devices.map((device) => h("li", { class: "device" },
+      h("span", { class: "device-name" }, device.device_name,
+        device.current ? h("span", { class: "device-tag" }, t("this_device")) : null),
+      h("time", { class: "muted", datetime: new Date(device.last_seen_at).toISOString(), title: fullTime(device.last_seen_at) },
+        lastSeen(device.last_seen_at, now)))));
+  }).catch((err) => toast(t("error_generic", { message: err.message })));
+  load();
+  return { list, load };
+}
+
 export function openSettings(store) {
   const me = store.me;
+  const devices = deviceList(store);
   const name = h("input", { value: me.display_name || "", maxlength: "64", "aria-label": t("display_name") });
   // Saved as soon as it is switched (not with the form): the server's answer is the truth.
   const consent = h("input", {
@@ -69,9 +86,11 @@ export function openSettings(store) {
       h("div", { class: "sheet-actions" },
         h("button", { type: "submit", class: "primary" }, t("save")),
         h("button", { type: "button", class: "danger", onclick: () => { dialog.close(); store.signOut(); } }, t("sign_out"))),
+      h("h3", {}, t("devices")),
+      devices.list,
       h("button", {
         type: "button", class: "link other-devices",
-        onclick: () => store.http.del("/sessions/others").then(() => toast(t("others_signed_out"))).catch((err) => toast(t("error_generic", { message: err.message }))),
+        onclick: () => store.http.del("/sessions/others").then(() => { toast(t("others_signed_out")); devices.load(); }).catch((err) => toast(t("error_generic", { message: err.message }))),
       }, t("sign_out_others")),
     ),
   );
