@@ -362,6 +362,7 @@ class GatewaySocket(WSListener):
         self._frame_rate, self._frame_burst = frame_budget
         self._frame_tokens = self._frame_burst
         self._frame_at = time.monotonic()
+        self._backlog: deque[bytes] = deque()  # frames read past the budget, in order
         self._queued_bytes = 0
         authorization = request.headers.get("authorization")
         # Only what the gateway reads is kept: most sockets sit idle for hours.
@@ -549,8 +550,11 @@ class GatewaySocket(WSListener):
     # ------------------------------------------------------------ inside
 
     def _message(self, payload: bytes | memoryview) -> None:
-        if self._frame_rate:
-            self._spend_frame()
+        if self._frame_rate and not self._within_budget(payload):
+            return  # waits in the backlog for the budget to refill
+        self._deliver(payload)
+
+    def _deliver(self, payload: bytes | memoryview) -> None:
         if self._on_message is not None:
             self._on_message(payload)  # parsed before picows reuses its buffer
             return
@@ -561,25 +565,51 @@ class GatewaySocket(WSListener):
             if len(self._inbox) >= MAX_QUEUED_MESSAGES or self._queued_bytes >= MAX_QUEUED_BYTES:
                 self.hold_input()  # the gateway is busy (catch-up): leave the rest in the kernel
 
-    def _spend_frame(self) -> None:
-        """One frame from the budget; past it, read nothing more until it refills.
+    def _within_budget(self, payload: bytes | memoryview) -> bool:
+        """Take one frame from the budget, or keep the frame for later and stop reading.
 
         A client sending frames faster than any person could (a flood of `read` or `typing`
         frames, which cost Python work each even when refused) is slowed by TCP instead of
-        costing the other clients their share of the event loop."""
-        now = time.monotonic()
-        rate, burst = self._frame_rate, self._frame_burst
-        self._frame_tokens = min(burst, self._frame_tokens + (now - self._frame_at) * rate) - 1
-        self._frame_at = now
-        if self._frame_tokens < 0 and not self._throttled and self._raw is not None:
-            self._throttled = True
-            if not self._input_held:
-                self._raw.pause_reading()
-            asyncio.get_running_loop().call_later(-self._frame_tokens / rate, self._unthrottle)
+        costing the other clients their share of the event loop. Frames picows had already
+        read when the budget ran out wait in order (nothing is dropped) and are handled as
+        it refills; only then is the socket read again."""
+        if self._backlog:
+            self._backlog.append(bytes(payload))
+            return False
+        self._refill()
+        if self._frame_tokens >= 1:
+            self._frame_tokens -= 1
+            return True
+        self._backlog.append(bytes(payload))
+        if self._raw is not None and not self._input_held:
+            self._raw.pause_reading()
+        self._throttled = True
+        self._refill_later()
+        return False
 
-    def _unthrottle(self) -> None:
+    def _refill(self) -> None:
+        now = time.monotonic()
+        elapsed = now - self._frame_at
+        self._frame_at = now
+        self._frame_tokens = min(self._frame_burst, self._frame_tokens + elapsed * self._frame_rate)
+
+    def _refill_later(self) -> None:
+        wait = (1 - self._frame_tokens) / self._frame_rate
+        asyncio.get_running_loop().call_later(wait, self._drain_backlog)
+
+    def _drain_backlog(self) -> None:
+        if self.closed:
+            self._backlog.clear()
+            return
+        self._refill()
+        while self._backlog and self._frame_tokens >= 1:
+            self._frame_tokens -= 1
+            self._deliver(self._backlog.popleft())
+        if self._backlog:
+            self._refill_later()
+            return
         self._throttled = False
-        if not self._input_held and self._raw is not None and not self.closed:
+        if not self._input_held and self._raw is not None:
             self._raw.resume_reading()
 
     def _wake(self) -> None:

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -24,6 +24,8 @@ from qunliao.storage.db import Database
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+HASH_QUEUE = 64  # logins and registrations waiting for the hasher before more get 429
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 
 
@@ -75,7 +77,12 @@ class AccountService:
         self._idle_timeout_ms = int(idle_timeout_s * 1000)
         self._in_use = in_use
         self._flusher: asyncio.Task[None] | None = None
-        self._hasher = hasher or PasswordHasher()
+        # One lane: a hash takes one core, never all of them (argon2's default is 4 lanes).
+        self._hasher = hasher or PasswordHasher(parallelism=1)
+        # Hashing is the one CPU-heavy thing a stranger can ask for: one at a time per process,
+        # so logins and registrations queue instead of taking the cores from everyone else.
+        self._hashing = asyncio.Semaphore(1)
+        self._hash_waiting = 0
         # None: not limited (rate_limits = "off", or the caller is the CLI, not the network).
         self._login_limits = login_limits
         self._registration_limits = registration_limits
@@ -91,7 +98,7 @@ class AccountService:
         name = check_display_name(display_name)
         if self._registration_limits is not None and address is not None:
             await self._registration_limits.check_registration(address)
-        password_hash = await asyncio.to_thread(self._hasher.hash, password)
+        password_hash = await self._hash_work(self._hasher.hash, password)
         user_id = self._ids.new("u")
         inbox_id = inbox_stream_id(user_id)
         now = self._clock.now_ms()
@@ -139,10 +146,22 @@ class AccountService:
     async def _verify(self, password_hash: str | None, password: str) -> bool:
         if password_hash is None:
             if self._dummy_hash is None:
-                self._dummy_hash = await asyncio.to_thread(self._hasher.hash, "not a password")
-            await asyncio.to_thread(self._safe_verify, self._dummy_hash, password)
+                self._dummy_hash = await self._hash_work(self._hasher.hash, "not a password")
+            await self._hash_work(self._safe_verify, self._dummy_hash, password)
             return False
-        return await asyncio.to_thread(self._safe_verify, password_hash, password)
+        return await self._hash_work(self._safe_verify, password_hash, password)
+
+    async def _hash_work(self, work: Callable[..., T], *args: str) -> T:
+        """Run a password hash or check in a thread, one at a time; past HASH_QUEUE waiting
+        callers the answer is 429 at once (a flood from many addresses queues no further)."""
+        if self._hash_waiting >= HASH_QUEUE:
+            raise ApiError("rate_limited", "too many logins at once, retry", retry_after=1.0)
+        self._hash_waiting += 1
+        try:
+            async with self._hashing:
+                return await asyncio.to_thread(work, *args)
+        finally:
+            self._hash_waiting -= 1
 
     def _safe_verify(self, password_hash: str, password: str) -> bool:
         try:
