@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qunliao.app import build_services, create_app
 from qunliao.settings import Settings
-from tests.support.app import PASSWORD
+from tests.support.app import PASSWORD, Harness
 from tests.support.services import database_url
 
 _names = itertools.count()
@@ -160,3 +160,37 @@ def test_every_operation_answers_as_documented(case: Any, seeded: Seeded) -> Non
     if response.status_code == 400 and f"{case.method} {case.path}" in STATE_DEPENDENT_400:
         excluded.append(positive_data_acceptance)
     case.validate_response(response, headers=headers, excluded_checks=excluded)
+
+
+async def test_the_document_lists_errors_with_one_schema_and_no_422(h: Harness) -> None:
+    document = (await h.client.get("/openapi.json")).json()
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert "422" not in responses, (method, path)
+            assert {"400", "413"} <= responses.keys(), (method, path)
+            if operation.get("security"):
+                assert "401" in responses, (method, path)
+            for status, response in responses.items():
+                if status.startswith("4") and path.startswith("/api/"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (method, path)
+    send = document["paths"]["/api/v1/conversations/{conversation_id}/messages"]["post"]
+    assert "200" in send["responses"] and "201" in send["responses"]  # a repeat is 200
+    assert any(p["name"] == "Idempotency-Key" for p in send["parameters"])
+
+
+async def test_405_allows_every_method_of_the_path_even_with_an_idempotency_key(
+    h: Harness,
+) -> None:
+    alice = await h.user("alice")
+    r = await h.call(alice, "PUT", "/api/v1/sessions")
+    assert r.status_code == 405 and r.json()["error"]["code"] == "bad_request"
+    assert set(r.headers["allow"].split(", ")) == {"GET", "POST"}
+    keyed = {**alice.headers, "Idempotency-Key": "k1"}
+    for body in ({"a": 1}, {"a": 2}):  # the key is not taken by a request no route takes
+        r = await h.client.post("/api/v1/sessions/others", json=body, headers=keyed)
+        assert r.status_code == 405 and r.headers["allow"] == "DELETE", r.text
+    r = await h.client.post("/api/v1/conversations", json={"kind": "group"},
+                            headers={**alice.headers, "Idempotency-Key": "a b"})  # fmt: skip
+    assert r.status_code == 400  # visible ASCII only, as the document says
