@@ -14,12 +14,13 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import schemathesis
 import uvicorn
 from argon2 import PasswordHasher
@@ -52,6 +53,7 @@ class Seeded:
     url: str
     token: str
     path_parameters: dict[str, str]
+    session: requests.Session = field(default_factory=requests.Session)  # keep-alive
 
     def fresh_token(self) -> str:
         """The token of a new account (for the call that logs its own device out)."""
@@ -122,7 +124,9 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             threading.Event().wait(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield _seed(f"http://127.0.0.1:{port}")
+            seeded = _seed(f"http://127.0.0.1:{port}")
+            with seeded.session:
+                yield seeded
         finally:
             server.should_exit = True
             thread.join(30)
@@ -131,8 +135,6 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 # Operations whose 400 also depends on stored state, which no schema can say (API.md): a valid
 # request may still be refused there, with 400 and nothing else.
 STATE_DEPENDENT_400 = {
-    # a direct conversation takes exactly one other user and no title; the users must accept it
-    "POST /api/v1/conversations",
     # reply_to must be a message of this conversation, mentions its members
     "POST /api/v1/conversations/{conversation_id}/messages",
     "POST /api/v1/conversations/{conversation_id}/read",  # seq beyond the last_seq
@@ -155,7 +157,7 @@ def test_every_operation_answers_as_documented(case: Any, seeded: Seeded) -> Non
         if case.method == "DELETE" and case.path == "/api/v1/sessions/current":
             token = seeded.fresh_token()  # it logs out the device that calls it
         headers["Authorization"] = f"Bearer {token}"
-    response = case.call(base_url=seeded.url, headers=headers)
+    response = case.call(base_url=seeded.url, headers=headers, session=seeded.session)
     excluded = []
     if response.status_code == 400 and f"{case.method} {case.path}" in STATE_DEPENDENT_400:
         excluded.append(positive_data_acceptance)
@@ -194,3 +196,26 @@ async def test_405_allows_every_method_of_the_path_even_with_an_idempotency_key(
     r = await h.client.post("/api/v1/conversations", json={"kind": "group"},
                             headers={**alice.headers, "Idempotency-Key": "a b"})  # fmt: skip
     assert r.status_code == 400  # visible ASCII only, as the document says
+
+
+async def test_what_the_document_says_valid_is_accepted(h: Harness) -> None:
+    """Regressions of the schemathesis run: 1.0 is a JSON Schema integer; a direct
+    conversation's rules are in its schema (exactly one member id, no title)."""
+    alice, bob = await h.user("alice"), await h.user("bob")
+    group = await h.group(alice, bob)
+    await h.send(alice, group, "一")
+    r = await h.call(alice, "POST", f"/api/v1/conversations/{group}/read", json={"seq": 1.0})
+    assert r.status_code == 204, r.text
+    r = await h.call(alice, "PATCH", f"/api/v1/conversations/{group}/members/{bob.user_id}",
+                     json={"muted_until": 5.0})  # fmt: skip
+    assert r.status_code == 200 and r.json()["muted_until"] == 5, r.text
+    for body in (
+        {"kind": "direct", "member_ids": [bob.user_id], "title": "直聊"},
+        {"kind": "direct", "member_ids": [bob.user_id, alice.user_id]},
+        {"kind": "direct", "member_ids": []},
+    ):
+        r = await h.call(alice, "POST", "/api/v1/conversations", json=body)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request", body
+    direct = {"kind": "direct", "member_ids": [bob.user_id], "title": None}
+    r = await h.call(alice, "POST", "/api/v1/conversations", json=direct)
+    assert r.status_code == 201

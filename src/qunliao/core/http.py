@@ -72,14 +72,15 @@ def _check_text(value: Any) -> None:
             _check_text(item)
 
 
-def _whole(value: Any) -> Any:
+def integral(value: Any) -> Any:
+    """5.0 as 5 (JSON Schema's "integer" includes it); any other value as it is."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # A position, seq or time in ms (0 to 2**62) in a strict body that also takes 5.0: JSON
 # Schema's "integer" includes it, and a client's JSON library may write it so. 5.5, "5" and true
 # stay refused. (The bounds sit inside the validator so that /openapi.json shows them.)
-WholeNumber = Annotated[Annotated[int, Field(ge=0, le=2**62)], BeforeValidator(_whole)]
+WholeNumber = Annotated[Annotated[int, Field(ge=0, le=2**62)], BeforeValidator(integral)]
 
 
 class Body(BaseModel):

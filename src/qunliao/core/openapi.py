@@ -59,7 +59,7 @@ def _error(status: int) -> dict[str, Any]:
 def _no_nul(schema: Any) -> None:
     """Every request string says it refuses U+0000 (so generated valid data is valid)."""
     if isinstance(schema, dict):
-        if schema.get("type") == "string" and "pattern" not in schema and "enum" not in schema:
+        if schema.get("type") == "string" and not {"pattern", "enum", "const"} & schema.keys():
             schema["pattern"] = NO_NUL
         for value in schema.values():
             _no_nul(value)

@@ -21,10 +21,20 @@ UserId = Annotated[str, Field(min_length=1, max_length=40)]
 MEMBERS_ONLY = errors(403, 404)
 
 
-class NewConversation(Body):
-    kind: Literal["direct", "group"]
+class NewDirect(Body):
+    kind: Literal["direct"]
+    member_ids: list[UserId] = Field(min_length=1, max_length=1)  # the other user, or yourself
+    title: None = None  # a direct conversation has no title
+
+
+class NewGroup(Body):
+    kind: Literal["group"]
     member_ids: list[UserId] = Field(default_factory=list, max_length=MAX_IDS_PER_REQUEST)
     title: str | None = Field(None, max_length=MAX_TITLE)
+
+
+# One schema per kind, so that /openapi.json says what a direct conversation takes.
+NewConversation = Annotated[NewDirect | NewGroup, Field(discriminator="kind")]
 
 
 class ConversationUpdate(Body):
