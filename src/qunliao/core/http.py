@@ -129,10 +129,16 @@ def errors(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
         @api.post("/things/{thing_id}/pokes", status_code=201,
                   responses=errors(403, 404, 409, s409="already poked"))
 
-    `s<status>="…"` replaces the default description of that status. Statuses every operation
-    may answer (400, 413, 429, 503; 401 when the route takes the caller's token) are added to
-    every operation by app.py (`openapi_document`), so routes need not repeat them. Another
-    success answer, like a repeat's 200, goes beside it: `{200: ok("…"), **errors(404)}`.
+    `s<status>="…"` replaces the default description of that status. What the app around the
+    route answers is added to every operation by core/openapi.py (`install_openapi`, called in
+    app.py), so routes do not repeat it: 400 and 413 everywhere; under /api/ also 429 (a route
+    that adds a rate limit, login's included, needs nothing more) and 503; 401 on every route
+    that takes the caller (`Depends(auth)`); and on authenticated writes the `Idempotency-Key`
+    header with its 409. Another success answer, like the 200 of a repeated create, goes beside
+    the errors: `responses={200: ok("the existing one"), **errors(404)}`. A request schema
+    should say what the service checks (lengths, patterns, minimum items), since a request the
+    document calls valid must not get a 400. tests/api/test_openapi.py (schemathesis) checks
+    every route against all of this.
     """
     responses: dict[int | str, dict[str, Any]] = {}
     for status in statuses:
