@@ -11,9 +11,10 @@ from typing import Any, TypeVar
 
 import orjson
 from argon2 import PasswordHasher
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,8 +22,9 @@ from qunliao import __version__
 from qunliao.core.clock import Clock, SystemClock
 from qunliao.core.errors import ApiError
 from qunliao.core.events import StoredEvent
-from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token, has_nul
+from qunliao.core.http import PRINCIPAL_SCOPE_KEY, allowed_methods, bearer_token, has_nul, ok
 from qunliao.core.ids import IdGenerator
+from qunliao.core.openapi import install_openapi
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
 from qunliao.core.streams import Registry
@@ -341,11 +343,14 @@ def create_app(
         return error_response(ApiError("bad_request", _validation_message(exc)))
 
     @app.exception_handler(StarletteHTTPException)
-    async def on_http(_request: Request, exc: StarletteHTTPException) -> Response:
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
         code = STATUS_CODES.get(exc.status_code, "bad_request")
         message = exc.detail if isinstance(exc.detail, str) else code
         error = ApiError(code, message)
-        return ORJSONResponse(error.to_json(), status_code=exc.status_code)
+        headers = exc.headers
+        if exc.status_code == 405:  # RFC 9110: a 405 lists what the path takes
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request.scope))}
+        return ORJSONResponse(error.to_json(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def on_crash(_request: Request, exc: Exception) -> Response:
@@ -354,14 +359,19 @@ def create_app(
             {"error": {"code": "internal", "message": "internal error"}}, status_code=500
         )
 
-    async def auth(request: Request) -> Principal:
+    # Declared through HTTPBearer so that /openapi.json marks each route that takes a token
+    # (core/openapi.py adds their 401); the token itself is read below.
+    bearer = HTTPBearer(auto_error=False, scheme_name="bearer")
+
+    async def auth(request: Request, _declared: Any = Depends(bearer)) -> Principal:
         already = request.scope.get(PRINCIPAL_SCOPE_KEY)  # set by the idempotency middleware
         if isinstance(already, Principal):
             return already
         token = bearer_token(request.headers.get("authorization", ""))
         return await access_token(token)
 
-    @app.get("/healthz", tags=["health"], summary="Readiness: the database answers")
+    @app.get("/healthz", tags=["health"], summary="Readiness: the database answers",
+             responses={503: ok("not ready: the database does not answer")})  # fmt: skip
     async def healthz() -> Any:
         ok = await svc.db.ping()
         body = {
@@ -373,12 +383,19 @@ def create_app(
         }
         return ORJSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["health"], summary="Prometheus metrics of this process")
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        summary="Prometheus metrics of this process",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    )
     async def metrics() -> Response:
         return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     for make_router in svc.wiring.routers:
         app.include_router(make_router(auth))
+    install_openapi(app, svc.wiring.secret_answers)
     for middleware, options in svc.wiring.middleware:
         app.add_middleware(middleware, **options)
 

@@ -6,15 +6,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
 from qunliao.core.addresses import TrustedProxies, client_address
-from qunliao.core.http import AuthDependency, Body
+from qunliao.core.http import NAME, AuthDependency, Body, errors
 from qunliao.core.principal import Principal
-from qunliao.features.accounts.service import AccountService
+from qunliao.features.accounts.service import USERNAME, AccountService
 
 
 class NewAccount(Body):
-    username: str = Field(max_length=64)
-    password: str = Field(max_length=1024)
-    display_name: str = Field(max_length=256)
+    username: str = Field(pattern=USERNAME.pattern)
+    password: str = Field(min_length=8, max_length=256)  # ≤ 1024 bytes of UTF-8
+    display_name: str = Field(max_length=64, pattern=NAME)
 
 
 class NewSession(Body):
@@ -24,7 +24,7 @@ class NewSession(Body):
 
 
 class ProfileUpdate(Body):
-    display_name: str = Field(max_length=256)
+    display_name: str = Field(max_length=64, pattern=NAME)
 
 
 def router(
@@ -39,14 +39,16 @@ def router(
         peer = request.client.host if request.client else None
         return client_address(peer, request.headers, proxies)
 
-    @api.post("/accounts", status_code=201, summary="Create an account")
+    @api.post("/accounts", status_code=201, summary="Create an account",
+              responses=errors(409, s409="the username is taken"))  # fmt: skip
     async def create_account(body: NewAccount, request: Request) -> dict[str, str]:
         user_id = await accounts.do_register(
             body.username, body.password, body.display_name, address=address_of(request)
         )
         return {"user_id": user_id}
 
-    @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token")
+    @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token",
+              responses=errors(401, s401="wrong username or password"))  # fmt: skip
     async def create_session(body: NewSession, request: Request) -> dict[str, str]:
         return await accounts.do_login(
             body.username, body.password, body.device_name, address=address_of(request)
@@ -66,7 +68,8 @@ def router(
         await accounts.do_logout_others(caller)
         return Response(status_code=204)
 
-    @api.delete("/sessions/{device_id}", status_code=204, summary="Log out one of my devices")
+    @api.delete("/sessions/{device_id}", status_code=204, summary="Log out one of my devices",
+                responses=errors(404))  # fmt: skip
     async def delete_device(device_id: str, caller: Caller) -> Response:
         await accounts.do_logout(caller, device_id=device_id)
         return Response(status_code=204)
@@ -80,7 +83,7 @@ def router(
     async def update_me(body: ProfileUpdate, caller: Caller) -> dict[str, str]:
         return await accounts.do_update_profile(caller, body.display_name)
 
-    @api.get("/users/{user_id}", summary="A user's public profile")
+    @api.get("/users/{user_id}", summary="A user's public profile", responses=errors(404))
     async def get_user(user_id: str, caller: Caller) -> dict[str, str]:
         return await accounts.profile(user_id)
 

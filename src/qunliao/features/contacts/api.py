@@ -6,18 +6,18 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
 
-from qunliao.core.http import AuthDependency, Body
+from qunliao.core.http import AuthDependency, Body, errors, ok
 from qunliao.core.principal import Principal
 from qunliao.features.contacts.service import ContactService
 
 
 class NewFriendRequest(Body):
     user_id: str = Field(max_length=40)
-    note: str = Field("", max_length=1000)
+    note: str = Field("", max_length=200)
 
 
 class ContactUpdate(Body):
-    remark: str = Field(max_length=1000)
+    remark: str = Field(max_length=64)
 
 
 class SettingsUpdate(Body):
@@ -28,7 +28,9 @@ def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["contacts"])
     Caller = Annotated[Principal, Depends(auth)]
 
-    @api.post("/friend-requests", status_code=201, summary="Send a friend request")
+    @api.post("/friend-requests", status_code=201, summary="Send a friend request",
+              responses={200: ok("the pending request between the two, unchanged"),
+                         **errors(403, 404, 409)})  # fmt: skip
     async def send_request(body: NewFriendRequest, caller: Caller) -> Any:
         request, created = await contacts.do_request(caller, body.user_id, body.note)
         return JSONResponse(
@@ -40,11 +42,13 @@ def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     async def list_requests(caller: Caller) -> dict[str, Any]:
         return await contacts.list_requests(caller)
 
-    @api.post("/friend-requests/{request_id}/accept", summary="Accept a friend request")
+    @api.post("/friend-requests/{request_id}/accept", summary="Accept a friend request",
+              responses=errors(403, 404, 409))  # fmt: skip
     async def accept(request_id: str, caller: Caller) -> dict[str, Any]:
         return await contacts.do_answer(caller, request_id, accept=True)
 
-    @api.post("/friend-requests/{request_id}/decline", summary="Decline a friend request")
+    @api.post("/friend-requests/{request_id}/decline", summary="Decline a friend request",
+              responses=errors(403, 404, 409))  # fmt: skip
     async def decline(request_id: str, caller: Caller) -> dict[str, Any]:
         return await contacts.do_answer(caller, request_id, accept=False)
 
@@ -52,11 +56,14 @@ def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     async def list_contacts(caller: Caller) -> dict[str, Any]:
         return {"contacts": await contacts.list_contacts(caller)}
 
-    @api.patch("/contacts/{user_id}", summary="Set a contact's remark (备注)")
+    @api.patch(
+        "/contacts/{user_id}", summary="Set a contact's remark (备注)", responses=errors(404)
+    )
     async def update_contact(user_id: str, body: ContactUpdate, caller: Caller) -> dict[str, Any]:
         return await contacts.do_set_remark(caller, user_id, body.remark)
 
-    @api.delete("/contacts/{user_id}", status_code=204, summary="Remove a contact")
+    @api.delete("/contacts/{user_id}", status_code=204, summary="Remove a contact",
+                responses=errors(404))  # fmt: skip
     async def remove_contact(user_id: str, caller: Caller) -> Response:
         await contacts.do_remove_contact(caller, user_id)
         return Response(status_code=204)
@@ -65,7 +72,7 @@ def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:
     async def list_blocks(caller: Caller) -> dict[str, Any]:
         return {"user_ids": await contacts.blocked(caller)}
 
-    @api.put("/blocks/{user_id}", status_code=204, summary="Block a user")
+    @api.put("/blocks/{user_id}", status_code=204, summary="Block a user", responses=errors(404))
     async def block(user_id: str, caller: Caller) -> Response:
         await contacts.do_block(caller, user_id)
         return Response(status_code=204)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from qunliao.core.errors import ApiError
-from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token
+from qunliao.core.http import PRINCIPAL_SCOPE_KEY, bearer_token, is_routed
 from qunliao.core.principal import Principal
 from qunliao.features.idempotency.service import IdempotencyService, fingerprint
 
@@ -48,7 +48,7 @@ class IdempotencyMiddleware:
         headers = dict(scope.get("headers", []))
         key_raw = headers.get(b"idempotency-key")
         token = bearer_token(headers.get(b"authorization", b"").decode("latin-1"))
-        if key_raw is None or token is None:
+        if key_raw is None or token is None or not is_routed(scope):  # no route: 404 or 405
             await self._app(scope, receive, send)
             return
         principal = await self._authenticate(token)

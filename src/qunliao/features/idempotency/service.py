@@ -32,8 +32,9 @@ class IdempotencyService:
 
     @staticmethod
     def check_key(key: str) -> None:
-        if not 1 <= len(key) <= MAX_KEY or not key.isprintable():
-            raise bad_request(f"Idempotency-Key must be 1–{MAX_KEY} printable characters")
+        # visible ASCII only: what /openapi.json promises, and what every HTTP stack carries as is
+        if not 1 <= len(key) <= MAX_KEY or not all("!" <= c <= "~" for c in key):
+            raise bad_request(f"Idempotency-Key must be 1–{MAX_KEY} visible ASCII characters")
 
     async def stored_answer(
         self, user_id: str, key: str, fingerprint_: str

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from qunliao.core.clock import Clock
 from qunliao.core.errors import ApiError, bad_request, conflict, forbidden, not_found
 from qunliao.core.events import NewEvent, Span, StoredEvent
-from qunliao.core.http import NUL
+from qunliao.core.http import NUL, integral
 from qunliao.core.ids import IdGenerator
 from qunliao.core.principal import Principal
 from qunliao.core.ratelimit import RateLimiter
@@ -394,6 +394,7 @@ class MessageService:
     # ---------------------------------------------------------------- read positions
 
     async def do_read(self, caller: Principal, conversation_id: str, seq: Any) -> None:
+        seq = integral(seq)  # 7.0 is 7 over the WebSocket as over HTTP
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**62:
             raise bad_request("seq must be a non-negative integer")
         self._limiter.check("read:" + caller.user_id, READ_COST)
