@@ -37,7 +37,9 @@ _names = itertools.count()
 
 
 def _app(url: str) -> Any:
-    config = Settings(database_url=url)
+    # Limits are on in production and tested on their own (test_rate_limits.py); here every
+    # example must reach its route, thousands of them from one address.
+    config = Settings(database_url=url, rate_limits="off")
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     return create_app(config, services=build_services(config, password_hasher=cheap))
 
@@ -102,9 +104,20 @@ def _seed(url: str) -> Seeded:
             json={"username": alice_name, "password": PASSWORD, "device_name": "spare"},
         )
         spare_device = r.json()["device_id"]
+        # An invitation for alice: she asks to consent, then bob puts her in a group.
+        r = client.patch("/api/v1/me/settings", headers=auth, json={"group_invite_consent": True})
+        assert r.status_code == 200, r.text
+        r = client.post(
+            "/api/v1/conversations",
+            headers={"Authorization": f"Bearer {bob_token}"},
+            json={"kind": "group", "member_ids": [alice_id], "title": "邀请 invite"},
+        )
+        assert r.json()["invited"] == [alice_id], r.text
+        r = client.get("/api/v1/group-invitations", headers=auth)
+        invitation_id = r.json()["incoming"][0]["invitation_id"]
     return Seeded(url, token, {
         "conversation_id": conversation_id, "message_id": message_id, "user_id": bob_id,
-        "request_id": request_id, "device_id": spare_device,
+        "request_id": request_id, "device_id": spare_device, "invitation_id": invitation_id,
     })  # fmt: skip
 
 

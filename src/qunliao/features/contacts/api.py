@@ -21,7 +21,9 @@ class ContactUpdate(Body):
 
 
 class SettingsUpdate(Body):
-    group_invite_consent: bool | None = None
+    """Only the fields sent change (a PATCH); none may be null."""
+
+    group_invite_consent: bool = False
 
 
 def router(contacts: ContactService, auth: AuthDependency) -> APIRouter:

@@ -144,11 +144,16 @@ def invitations_router(conversations: ConversationService, auth: AuthDependency)
     async def list_invitations(caller: Caller) -> dict[str, Any]:
         return await conversations.list_invitations(caller)
 
-    @api.post("/{invitation_id}/accept", summary="Accept a group invitation: join the group")
+    @api.post("/{invitation_id}/accept", summary="Accept a group invitation: join the group",
+              responses=errors(403, 404, 409, s403="the inviter may no longer add members",
+                               s404="no such invitation, or its group is gone",
+                               s409="declined already, or the group is full"))  # fmt: skip
     async def accept(invitation_id: str, caller: Caller) -> dict[str, Any]:
         return await conversations.do_answer_invitation(caller, invitation_id, accept=True)
 
-    @api.post("/{invitation_id}/decline", summary="Decline a group invitation")
+    @api.post("/{invitation_id}/decline", summary="Decline a group invitation",
+              responses=errors(403, 404, 409, s403="only the invitee answers",
+                               s404="no such invitation", s409="accepted already"))  # fmt: skip
     async def decline(invitation_id: str, caller: Caller) -> dict[str, Any]:
         return await conversations.do_answer_invitation(caller, invitation_id, accept=False)
 
