@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,17 @@ from typer.testing import CliRunner
 from qunliao.cli import cli
 from qunliao.sdk import Client, QunliaoError
 
-from .helpers import PASSWORD, REPO, MakeUser, ServerProcess, server_python
+from .helpers import (
+    PASSWORD,
+    REPO,
+    MakeUser,
+    ServerProcess,
+    database,
+    require_env,
+    server_python,
+)
+
+pytestmark = pytest.mark.e2e
 
 
 def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -170,3 +181,41 @@ async def test_http_deactivation_and_password_changes_close_sockets_4401(
         await boss.client.request("POST", f"/api/v1/admin/users/{alice.user_id}/deactivate")
         await asyncio.wait_for(ws.wait_closed(), 1.5)
         assert ws.close_code == 4401
+
+
+@pytest.fixture
+def two_nodes(tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    """Two servers on one PostgreSQL database, sharing a Redis bus."""
+    bus_url = require_env("QUNLIAO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    with database("postgres", tmp_path) as database_url:
+        nodes = [
+            ServerProcess(database_url, tmp_path, extra_args=["--bus-url", bus_url])
+            for _ in range(2)
+        ]
+        try:
+            for node in nodes:
+                node.start()
+            yield nodes
+        finally:
+            for node in nodes:
+                node.stop()
+
+
+async def test_a_deactivation_on_one_node_closes_sockets_on_the_other_within_1_s(
+    two_nodes: list[ServerProcess],
+) -> None:
+    node_a, node_b = two_nodes
+    made = await asyncio.to_thread(
+        run_cli, "create", "boss", "--admin", "--password-stdin",
+        "--database-url", node_a.database_url, stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    async with Client(node_a.url) as boss, Client(node_b.url) as alice:
+        await boss.login("boss", PASSWORD)
+        alice_id = await alice.register("alice_mn", PASSWORD, "爱丽丝")
+        await alice.login("alice_mn", PASSWORD)
+        async with alice.websocket() as ws:
+            await ws.ping()
+            await boss.request("POST", f"/api/v1/admin/users/{alice_id}/deactivate")
+            await asyncio.wait_for(ws.wait_closed(), 1.0)
+            assert ws.close_code == 4401
