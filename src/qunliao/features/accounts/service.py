@@ -154,9 +154,12 @@ class AccountService:
         token = self._ids.token()
         device_id = self._ids.new("d")
         async with self._db.write() as tx:
-            # Read again under the row's lock: a deactivation that commits meanwhile is seen.
+            # Read again under the row's lock: a deactivation or a password reset that
+            # committed while the password was being checked is seen, never outlived.
             current = await store.user_by_id(tx.conn, user.user_id, lock=True)
-            if current is None or current.deactivated:
+            if current is None or current.password_hash != user.password_hash:
+                raise unauthorized("wrong username or password")
+            if current.deactivated:
                 raise forbidden("this account is deactivated")
             await store.insert_device(
                 tx.conn,
