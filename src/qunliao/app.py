@@ -30,6 +30,7 @@ from qunliao.core.ratelimit import RateLimiter
 from qunliao.core.streams import Registry
 from qunliao.features import (
     accounts,
+    admin,
     contacts,
     conversations,
     idempotency,
@@ -93,7 +94,7 @@ class LogSource:
 
 # The features, in the order they are installed (each may need the ones before it). A new
 # feature is its folder under features/ and one line here.
-FEATURES = (accounts, inbox, contacts, conversations, messages, sync, idempotency)
+FEATURES = (accounts, admin, inbox, contacts, conversations, messages, sync, idempotency)
 
 
 @dataclass

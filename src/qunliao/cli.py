@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -17,7 +20,18 @@ from qunliao.settings import ENV_PREFIX, Settings, load_settings
 cli = typer.Typer(help="qunliao (群聊): a self-hostable messaging server.", no_args_is_help=True)
 admin = typer.Typer(help="Administrative tasks.", no_args_is_help=True)
 cli.add_typer(admin, name="admin")
+users = typer.Typer(
+    help="Accounts: list, show, create, deactivate, reset passwords, server admins. "
+    "Works against the database of a running server.",
+    no_args_is_help=True,
+)
+admin.add_typer(users, name="users")
 console = Console(stderr=True)
+
+if TYPE_CHECKING:
+    from qunliao.features.admin import AdminService
+
+T = TypeVar("T")
 
 DatabaseOpt = Annotated[
     str | None,
@@ -172,29 +186,222 @@ def create_user(
     database_url: DatabaseOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Create an account."""
+    """Create an account (the same as `admin users create`, with a prompted password)."""
+
+    async def work(admin: AdminService) -> tuple[str, list[str]]:
+        return await admin.do_create_user(None, username, password, display_name or username), []
+
+    typer.echo(_admin_run(database_url, config, work))
+
+
+UsernameArg = Annotated[str, typer.Argument(help="the account's username")]
+PasswordStdinOpt = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="read the password from standard input (else one is generated and printed)",
+    ),
+]
+
+
+def _admin_run(
+    database_url: str | None,
+    config: Path | None,
+    work: Callable[[AdminService], Awaitable[tuple[T, list[str]]]],
+) -> T:
+    """Run one admin action against the configured database (the server may be running).
+    `work` returns its result and the devices whose sessions it ended: the servers hear of them
+    on a shared bus at once, else their periodic check closes the sockets within seconds."""
     from qunliao.app import build_services
     from qunliao.core.errors import ApiError
-    from qunliao.features.accounts import AccountService
+    from qunliao.features.admin import AdminService
 
     settings = _settings(config, database_url=database_url)
     _run_migrations(settings)
 
-    async def run() -> str:
+    async def run() -> T:
         services = build_services(settings)
         await services.db.start()
         try:
-            accounts = services.need(AccountService)
-            return await accounts.do_register(username, password, display_name or username)
+            result, ended = await work(services.need(AdminService))
         finally:
             await services.db.close()
+        try:
+            await services.hub.announce_revoked(ended)
+        except Exception as exc:  # the servers' own check still finds the ended sessions
+            console.print(f"[yellow]warning:[/yellow] could not tell the bus: {exc}")
+        return result
 
     try:
-        user_id = asyncio.run(run())
+        return asyncio.run(run())
     except ApiError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
-    typer.echo(user_id)
+
+
+def _new_password(from_stdin: bool) -> tuple[str, bool]:
+    """(password, generated): stdin's first line, or a new random one to print."""
+    if not from_stdin:
+        return secrets.token_urlsafe(15), True
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        console.print("[red]error:[/red] --password-stdin: standard input held no password")
+        raise typer.Exit(2)
+    return password, False
+
+
+async def _user_id(admin: AdminService, username: str) -> str:
+    return str((await admin.account_named(None, username))["user_id"])
+
+
+def _print_user(user: dict[str, Any]) -> None:
+    from datetime import UTC, datetime
+
+    created = datetime.fromtimestamp(user["created_at"] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    flags = [
+        f for f, on in (("admin", user["is_admin"]), ("deactivated", user["deactivated"])) if on
+    ]
+    typer.echo(
+        f"{user['username']}\t{user['user_id']}\t{user['display_name']}\t"
+        f"created {created} UTC\t{','.join(flags) or 'active'}"
+    )
+
+
+@users.command("list")
+def users_list(
+    query: Annotated[str, typer.Option("--query", "-q", help="username prefix or name part")] = "",
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List accounts by username: username, id, display name, created, flags."""
+
+    async def work(admin: AdminService) -> tuple[list[dict[str, Any]], list[str]]:
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await admin.list_users(None, query, 500, cursor)
+            found.extend(page["users"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found, []
+
+    for user in _admin_run(database_url, config, work):
+        _print_user(user)
+
+
+@users.command("show")
+def users_show(
+    username: UsernameArg, database_url: DatabaseOpt = None, config: ConfigOpt = None
+) -> None:
+    """Show one account."""
+
+    async def work(admin: AdminService) -> tuple[dict[str, Any], list[str]]:
+        return await admin.account_named(None, username), []
+
+    user = _admin_run(database_url, config, work)
+    for key in ("user_id", "username", "display_name", "is_admin", "deactivated", "created_at"):
+        typer.echo(f"{key}: {str(user[key]).lower() if isinstance(user[key], bool) else user[key]}")
+
+
+@users.command("create")
+def users_create(
+    username: Annotated[str, typer.Argument(help="3–32 of a-z 0-9 _ . -")],
+    make_admin: Annotated[bool, typer.Option("--admin", help="a server admin")] = False,
+    display_name: Annotated[
+        str | None, typer.Option(help="shown to others (default: username)")
+    ] = None,
+    password_stdin: PasswordStdinOpt = False,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create an account (prints its id; and its password when generated)."""
+    password, generated = _new_password(password_stdin)
+
+    async def work(admin: AdminService) -> tuple[str, list[str]]:
+        user_id = await admin.do_create_user(
+            None, username, password, display_name or username, is_admin=make_admin
+        )
+        return user_id, []
+
+    user_id = _admin_run(database_url, config, work)
+    typer.echo(f"user_id: {user_id}")
+    if generated:
+        typer.echo(f"password: {password}")
+
+
+@users.command("deactivate")
+def users_deactivate(
+    username: UsernameArg, database_url: DatabaseOpt = None, config: ConfigOpt = None
+) -> None:
+    """Deactivate an account: its sessions end (within seconds) and it cannot log in."""
+
+    async def work(admin: AdminService) -> tuple[int, list[str]]:
+        ended = await admin.do_deactivate(None, await _user_id(admin, username))
+        return len(ended), ended
+
+    ended = _admin_run(database_url, config, work)
+    typer.echo(f"{username} deactivated; {ended} session(s) ended")
+
+
+@users.command("reactivate")
+def users_reactivate(
+    username: UsernameArg, database_url: DatabaseOpt = None, config: ConfigOpt = None
+) -> None:
+    """Let a deactivated account log in again (ended sessions stay ended)."""
+
+    async def work(admin: AdminService) -> tuple[None, list[str]]:
+        await admin.do_reactivate(None, await _user_id(admin, username))
+        return None, []
+
+    _admin_run(database_url, config, work)
+    typer.echo(f"{username} reactivated")
+
+
+@users.command("reset-password")
+def users_reset_password(
+    username: UsernameArg,
+    password_stdin: PasswordStdinOpt = False,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Set a new password (all the account's sessions end; prints it when generated)."""
+    password, generated = _new_password(password_stdin)
+
+    async def work(admin: AdminService) -> tuple[int, list[str]]:
+        ended = await admin.do_reset_password(None, await _user_id(admin, username), password)
+        return len(ended), ended
+
+    ended = _admin_run(database_url, config, work)
+    typer.echo(f"password of {username} reset; {ended} session(s) ended")
+    if generated:
+        typer.echo(f"password: {password}")
+
+
+def _set_admin(
+    username: str, is_admin: bool, database_url: str | None, config: Path | None
+) -> None:
+    async def work(admin: AdminService) -> tuple[None, list[str]]:
+        await admin.do_set_admin(None, await _user_id(admin, username), is_admin)
+        return None, []
+
+    _admin_run(database_url, config, work)
+    typer.echo(f"{username} is {'now' if is_admin else 'no longer'} a server admin")
+
+
+@users.command("make-admin")
+def users_make_admin(
+    username: UsernameArg, database_url: DatabaseOpt = None, config: ConfigOpt = None
+) -> None:
+    """Make an account a server admin."""
+    _set_admin(username, True, database_url, config)
+
+
+@users.command("revoke-admin")
+def users_revoke_admin(
+    username: UsernameArg, database_url: DatabaseOpt = None, config: ConfigOpt = None
+) -> None:
+    """Take server admin rights away from an account."""
+    _set_admin(username, False, database_url, config)
 
 
 @admin.command("bump-positions")

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from qunliao.core.events import Span, StoredEvent
 from qunliao.core.streams import (
     EventType,
@@ -255,3 +257,41 @@ def test_a_payload_cannot_replace_the_envelope() -> None:
     assert _registry().shape(event) == {
         "type": "note", "conversation_id": "c_1", "seq": 7, "a": 1, "at": 5,
     }  # fmt: skip
+
+
+class _SharedBus(MemoryBus):
+    """A bus that other processes would hear: records what is published while started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[bytes] = []
+        self.started = self.closed = 0
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    async def start(self, on_message: Any) -> None:
+        self.started += 1
+        await super().start(on_message)
+
+    async def publish(self, payload: bytes) -> None:
+        assert self.started > self.closed, "publish on a bus that is not started"
+        self.sent.append(payload)
+
+    async def close(self) -> None:
+        self.closed += 1
+        await super().close()
+
+
+async def test_the_cli_announces_ended_sessions_on_a_shared_bus_only() -> None:
+    shared = _SharedBus()
+    hub = Hub(_Source(), shared, _registry())
+    await hub.announce_revoked([])
+    assert shared.started == 0  # nothing to say: no connection to the bus at all
+    await hub.announce_revoked(["d_1", "d_2"])
+    assert [orjson.loads(p) for p in shared.sent] == [{"k": "revoke", "d": ["d_1", "d_2"]}]
+    assert shared.started == shared.closed == 1
+
+    local = MemoryBus()
+    await Hub(_Source(), local, _registry()).announce_revoked(["d_1"])  # nobody else hears it

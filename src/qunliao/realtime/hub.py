@@ -145,8 +145,19 @@ class Hub:
         self._publish({"k": "state", "s": stream_id, "f": frame, "x": exclude_user})
 
     def revoke_devices(self, device_ids: Sequence[str]) -> None:
-        self._close_devices(device_ids)
+        self.close_devices(device_ids)
         self._publish({"k": "revoke", "d": list(device_ids)})
+
+    async def announce_revoked(self, device_ids: Sequence[str]) -> None:
+        """From a process that serves no sockets (the CLI): tell the servers on a shared bus
+        that these sessions ended. Without one, their periodic check finds it in storage."""
+        if not device_ids or not self._bus.shared:
+            return
+        await self._bus.start(lambda _payload: None)
+        try:
+            await self._bus.publish(orjson.dumps({"k": "revoke", "d": list(device_ids)}))
+        finally:
+            await self._bus.close()
 
     def _on_bus(self, payload: bytes) -> None:
         try:
@@ -163,7 +174,7 @@ class Hub:
             )
             task.add_done_callback(_log_failure)
         elif kind == "revoke":
-            self._close_devices(message.get("d", []))
+            self.close_devices(message.get("d", []))
 
     # ------------------------------------------------------------ connections
 
@@ -189,7 +200,8 @@ class Hub:
     def connection_count(self) -> int:
         return sum(len(c) for c in self.connections.values())
 
-    def _close_devices(self, device_ids: Sequence[str]) -> None:
+    def close_devices(self, device_ids: Sequence[str]) -> None:
+        """Close this process's sockets of these devices (4401), telling no other process."""
         wanted = set(device_ids)
         for conns in list(self.connections.values()):
             for conn in list(conns):

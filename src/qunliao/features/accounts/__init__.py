@@ -22,7 +22,8 @@ def install(wiring: Wiring) -> None:
                        hasher=wiring.password_hasher, login_limits=login_limits,
                        registration_limits=registration_limits,
                        idle_timeout_s=wiring.settings.session_idle_timeout,
-                       in_use=wiring.hub.connected_devices)
+                       in_use=wiring.hub.connected_devices,
+                       close_here=wiring.hub.close_devices)
     )  # fmt: skip
 
     async def access_token(token: str | None) -> Principal:

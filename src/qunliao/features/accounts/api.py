@@ -27,6 +27,11 @@ class ProfileUpdate(Body):
     display_name: str = Field(max_length=64, pattern=NAME)
 
 
+class PasswordChange(Body):
+    current_password: str = Field(max_length=1024)
+    new_password: str = Field(max_length=1024)
+
+
 def router(
     accounts: AccountService, auth: AuthDependency, *, trusted: TrustedProxies | None = None
 ) -> APIRouter:
@@ -82,6 +87,16 @@ def router(
     @api.patch("/me", summary="Change my display name")
     async def update_me(body: ProfileUpdate, caller: Caller) -> dict[str, str]:
         return await accounts.do_update_profile(caller, body.display_name)
+
+    @api.post(
+        "/me/password",
+        status_code=204,
+        summary="Change my password (my other devices are logged out)",
+        responses=errors(403, s403="the current password is wrong"),
+    )
+    async def change_password(body: PasswordChange, caller: Caller) -> Response:
+        await accounts.do_change_password(caller, body.current_password, body.new_password)
+        return Response(status_code=204)
 
     @api.get("/users/{user_id}", summary="A user's public profile", responses=errors(404))
     async def get_user(user_id: str, caller: Caller) -> dict[str, str]:

@@ -14,7 +14,14 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from qunliao.core.clock import Clock
-from qunliao.core.errors import ApiError, bad_request, conflict, not_found, unauthorized
+from qunliao.core.errors import (
+    ApiError,
+    bad_request,
+    conflict,
+    forbidden,
+    not_found,
+    unauthorized,
+)
 from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
 from qunliao.features.accounts import store
@@ -26,6 +33,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 HASH_QUEUE = 64  # logins and registrations waiting for the hasher before more get 429
+# Sessions ended by another process (the CLI, or a worker whose bus message was lost) have their
+# sockets here closed by a check this often, which looks this far back (clocks may differ a bit).
+REVOKED_CHECK_S = 2.0
+REVOKED_LOOKBACK_MS = 60_000
 USERNAME = re.compile(r"^[a-z0-9_.-]{3,32}$")
 
 
@@ -64,6 +75,7 @@ class AccountService:
         *,
         idle_timeout_s: float = 0.0,
         in_use: Callable[[], Iterable[str]] = tuple,
+        close_here: Callable[[Sequence[str]], None] | None = None,
         hasher: PasswordHasher | None = None,
         login_limits: LoginLimits | None = None,
         registration_limits: RegistrationLimits | None = None,
@@ -76,7 +88,9 @@ class AccountService:
         self._activity = DeviceActivity()
         self._idle_timeout_ms = int(idle_timeout_s * 1000)
         self._in_use = in_use
+        self._close_here = close_here or revoke
         self._flusher: asyncio.Task[None] | None = None
+        self._revoked_checker: asyncio.Task[None] | None = None
         # One lane: a hash takes one core, never all of them (argon2's default is 4 lanes).
         self._hasher = hasher or PasswordHasher(parallelism=1)
         # Hashing is the one CPU-heavy thing a stranger can ask for: one at a time per process,
@@ -90,7 +104,13 @@ class AccountService:
         self._dummy_hash: str | None = None
 
     async def do_register(
-        self, username: str, password: str, display_name: str, *, address: str | None = None
+        self,
+        username: str,
+        password: str,
+        display_name: str,
+        *,
+        address: str | None = None,
+        is_admin: bool = False,
     ) -> str:
         """Create an account; `address` is the client's (None for the CLI: not limited)."""
         check_username(username)
@@ -112,6 +132,7 @@ class AccountService:
                     display_name=name,
                     inbox_id=inbox_id,
                     now_ms=now,
+                    is_admin=is_admin,
                 )
         except store.UsernameTaken as exc:
             raise conflict(f"username {username!r} is taken") from exc
@@ -133,6 +154,13 @@ class AccountService:
         token = self._ids.token()
         device_id = self._ids.new("d")
         async with self._db.write() as tx:
+            # Read again under the row's lock: a deactivation or a password reset that
+            # committed while the password was being checked is seen, never outlived.
+            current = await store.user_by_id(tx.conn, user.user_id, lock=True)
+            if current is None or current.password_hash != user.password_hash:
+                raise unauthorized("wrong username or password")
+            if current.deactivated:
+                raise forbidden("this account is deactivated")
             await store.insert_device(
                 tx.conn,
                 device_id=device_id,
@@ -205,17 +233,131 @@ class AccountService:
             )
         if not revoked:
             raise not_found(f"device {target} does not exist")
-        self._activity.forget(revoked)
-        self._revoke(revoked)
+        self._ended(revoked)
 
     async def do_logout_others(self, principal: Principal) -> None:
         async with self._db.write() as tx:
             revoked = await store.revoke_devices(
                 tx.conn, principal.user_id, self._clock.now_ms(), keep=principal.device_id
             )
+        self._ended(revoked)
+
+    async def do_change_password(
+        self, principal: Principal, current_password: str, new_password: str
+    ) -> None:
+        """Change one's own password: every other device is logged out, this one stays."""
+        check_password(new_password)
+        async with self._db.read() as conn:
+            user = await store.user_by_id(conn, principal.user_id)
+        if user is None:
+            raise unauthorized()
+        if not await self._verify(user.password_hash, current_password):
+            raise forbidden("the current password is wrong")
+        password_hash = await self._hash_work(self._hasher.hash, new_password)
+        async with self._db.write() as tx:
+            await store.set_password_hash(tx.conn, principal.user_id, password_hash)
+            revoked = await store.revoke_devices(
+                tx.conn, principal.user_id, self._clock.now_ms(), keep=principal.device_id
+            )
+        self._ended(revoked)
+
+    def _ended(self, revoked: Sequence[str]) -> None:
         if revoked:
             self._activity.forget(revoked)
             self._revoke(revoked)
+
+    # ------------------------------------------------------------ server administration
+    # Only the admin feature calls these; it checks who asks and writes the audit log.
+
+    async def check_admin(self, principal: Principal) -> None:
+        """403 unless the caller is a server admin (read from storage each time: a revoked
+        admin loses the rights at once)."""
+        async with self._db.read() as conn:
+            user = await store.user_by_id(conn, principal.user_id)
+        if user is None or not user.is_admin or user.deactivated:
+            raise forbidden("only server admins may do this")
+
+    async def account(self, user_id: str) -> dict[str, Any]:
+        """A user as a server admin sees them, or 404."""
+        async with self._db.read() as conn:
+            user = await store.user_by_id(conn, user_id)
+        if user is None:
+            raise not_found(f"user {user_id} does not exist")
+        return user.summary()
+
+    async def account_named(self, username: str) -> dict[str, Any]:
+        async with self._db.read() as conn:
+            user = await store.user_by_name(conn, username)
+        if user is None:
+            raise not_found(f"user {username!r} does not exist")
+        return user.summary()
+
+    async def list_accounts(
+        self, query: str, after_username: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        async with self._db.read() as conn:
+            found = await store.list_users(conn, query.strip(), after_username, limit)
+        return [user.summary() for user in found]
+
+    async def do_deactivate(self, user_id: str) -> list[str]:
+        """Deactivate an account and end all its sessions; returns the ended devices."""
+        async with self._db.write() as tx:
+            user = await store.user_by_id(tx.conn, user_id, lock=True)
+            if user is None:
+                raise not_found(f"user {user_id} does not exist")
+            now = self._clock.now_ms()
+            if not user.deactivated:
+                await store.set_deactivated(tx.conn, user_id, now)
+            revoked = await store.revoke_devices(tx.conn, user_id, now)
+        self._ended(revoked)
+        return revoked
+
+    async def do_reactivate(self, user_id: str) -> None:
+        """Let the account log in again; the sessions that ended stay ended."""
+        async with self._db.write() as tx:
+            if await store.user_by_id(tx.conn, user_id, lock=True) is None:
+                raise not_found(f"user {user_id} does not exist")
+            await store.set_deactivated(tx.conn, user_id, None)
+
+    async def do_reset_password(self, user_id: str, new_password: str) -> list[str]:
+        """Set a user's password and end all their sessions; returns the ended devices."""
+        check_password(new_password)
+        await self.account(user_id)  # 404 before the hash's cost
+        password_hash = await self._hash_work(self._hasher.hash, new_password)
+        async with self._db.write() as tx:
+            if await store.user_by_id(tx.conn, user_id, lock=True) is None:
+                raise not_found(f"user {user_id} does not exist")
+            await store.set_password_hash(tx.conn, user_id, password_hash)
+            revoked = await store.revoke_devices(tx.conn, user_id, self._clock.now_ms())
+        self._ended(revoked)
+        return revoked
+
+    async def do_set_admin(self, user_id: str, is_admin: bool) -> None:
+        async with self._db.write() as tx:
+            if await store.user_by_id(tx.conn, user_id, lock=True) is None:
+                raise not_found(f"user {user_id} does not exist")
+            await store.set_admin(tx.conn, user_id, is_admin)
+
+    async def close_revoked_sockets(self) -> None:
+        """Close the sockets here whose sessions another process ended (the CLI writes to
+        the database only; a bus message, when there is one, closes them sooner)."""
+        open_here = set(self._in_use())
+        if not open_here:
+            return
+        since = self._clock.now_ms() - REVOKED_LOOKBACK_MS
+        async with self._db.read() as conn:
+            revoked = open_here.intersection(await store.revoked_since(conn, since))
+        if revoked:
+            self._activity.forget(revoked)
+            self._close_here(sorted(revoked))
+
+    async def _check_revoked_every(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.close_revoked_sockets()
+            except Exception:
+                log.warning("checking for ended sessions failed; retrying", exc_info=True)
 
     async def list_devices(self, principal: Principal) -> list[dict[str, Any]]:
         async with self._db.read() as conn:
@@ -259,13 +401,17 @@ class AccountService:
         self._flusher = asyncio.create_task(
             self._flush_every(FLUSH_INTERVAL_S), name="qunliao-last-seen"
         )
+        self._revoked_checker = asyncio.create_task(
+            self._check_revoked_every(REVOKED_CHECK_S), name="qunliao-revoked-sessions"
+        )
 
     async def stop(self) -> None:
-        if self._flusher is not None:
-            self._flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._flusher
-            self._flusher = None
+        for task in (self._flusher, self._revoked_checker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._flusher = self._revoked_checker = None
         try:
             await self.flush_last_seen()  # what is only in memory is written before exit
         except Exception:  # the rest of the shutdown goes on; a few last_seen_at stay older

@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     String,
     Table,
     bindparam,
+    false,
     func,
     or_,
     select,
@@ -19,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from qunliao.storage.db import metadata, row_dict
 
@@ -31,6 +34,8 @@ users = Table(
     Column("display_name", String(64), nullable=False),
     Column("inbox_id", String(40), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
+    Column("deactivated_at", BigInteger, nullable=True),
 )
 
 devices = Table(
@@ -44,6 +49,7 @@ devices = Table(
     Column("last_seen_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger, nullable=True),
     Index("ix_devices_user", "user_id"),
+    Index("ix_devices_revoked", "revoked_at"),
 )
 
 
@@ -54,12 +60,24 @@ class User:
     display_name: str
     password_hash: str
     inbox_id: str
+    created_at: int = 0
+    is_admin: bool = False
+    deactivated: bool = False
 
     def profile(self) -> dict[str, str]:
         return {
             "user_id": self.user_id,
             "username": self.username,
             "display_name": self.display_name,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """What a server admin sees of an account."""
+        return {
+            **self.profile(),
+            "is_admin": self.is_admin,
+            "deactivated": self.deactivated,
+            "created_at": self.created_at,
         }
 
 
@@ -70,6 +88,9 @@ def _user(row: Any) -> User:
         display_name=row.display_name,
         password_hash=row.password_hash,
         inbox_id=row.inbox_id,
+        created_at=row.created_at,
+        is_admin=bool(row.is_admin),
+        deactivated=row.deactivated_at is not None,
     )
 
 
@@ -86,6 +107,7 @@ async def insert_user(
     display_name: str,
     inbox_id: str,
     now_ms: int,
+    is_admin: bool = False,
 ) -> None:
     try:
         async with conn.begin_nested():
@@ -97,6 +119,7 @@ async def insert_user(
                     display_name=display_name,
                     inbox_id=inbox_id,
                     created_at=now_ms,
+                    is_admin=is_admin,
                 )
             )
     except IntegrityError as exc:
@@ -106,6 +129,42 @@ async def insert_user(
 async def user_by_name(conn: AsyncConnection, username: str) -> User | None:
     row = (await conn.execute(select(users).where(users.c.username == username))).first()
     return None if row is None else _user(row)
+
+
+async def user_by_id(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> User | None:
+    """One user; `lock` holds the row until the transaction ends (PostgreSQL; SQLite has one
+    writer anyway), so a login and a deactivation of the same user cannot interleave."""
+    query = select(users).where(users.c.user_id == user_id)
+    if lock:
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return None if row is None else _user(row)
+
+
+async def list_users(
+    conn: AsyncConnection, query: str, after_username: str | None, limit: int
+) -> list[User]:
+    """Users by username, from after `after_username`; `query` matches as search_users does."""
+    statement = select(users).order_by(users.c.username).limit(limit)
+    if query:
+        statement = statement.where(_matches(query))
+    if after_username is not None:
+        statement = statement.where(users.c.username > after_username)
+    return [_user(r) for r in await conn.execute(statement)]
+
+
+async def set_deactivated(conn: AsyncConnection, user_id: str, at_ms: int | None) -> None:
+    await conn.execute(update(users).where(users.c.user_id == user_id).values(deactivated_at=at_ms))
+
+
+async def set_admin(conn: AsyncConnection, user_id: str, is_admin: bool) -> None:
+    await conn.execute(update(users).where(users.c.user_id == user_id).values(is_admin=is_admin))
+
+
+async def set_password_hash(conn: AsyncConnection, user_id: str, password_hash: str) -> None:
+    await conn.execute(
+        update(users).where(users.c.user_id == user_id).values(password_hash=password_hash)
+    )
 
 
 async def users_by_id(conn: AsyncConnection, user_ids: list[str]) -> dict[str, User]:
@@ -119,19 +178,19 @@ async def users_by_id(conn: AsyncConnection, user_ids: list[str]) -> dict[str, U
 
 
 async def search_users(conn: AsyncConnection, query: str, limit: int) -> list[User]:
-    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     rows = await conn.execute(
-        select(users)
-        .where(
-            or_(
-                users.c.username.like(escaped.lower() + "%", escape="\\"),
-                func.lower(users.c.display_name).like("%" + escaped.lower() + "%", escape="\\"),
-            )
-        )
-        .order_by(users.c.username)
-        .limit(limit)
+        select(users).where(_matches(query)).order_by(users.c.username).limit(limit)
     )
     return [_user(r) for r in rows]
+
+
+def _matches(query: str) -> ColumnElement[bool]:
+    """A username that starts with `query`, or a display name that holds it (any case)."""
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_").lower()
+    return or_(
+        users.c.username.like(escaped + "%", escape="\\"),
+        func.lower(users.c.display_name).like("%" + escaped + "%", escape="\\"),
+    )
 
 
 async def set_display_name(conn: AsyncConnection, user_id: str, display_name: str) -> None:
@@ -207,6 +266,12 @@ async def revoke_devices(
             update(devices).where(devices.c.device_id.in_(ids)).values(revoked_at=now_ms)
         )
     return ids
+
+
+async def revoked_since(conn: AsyncConnection, since_ms: int) -> list[str]:
+    """The devices revoked at or after `since_ms` (by any process, the CLI included)."""
+    rows = await conn.execute(select(devices.c.device_id).where(devices.c.revoked_at >= since_ms))
+    return [r.device_id for r in rows]
 
 
 _touch = (
