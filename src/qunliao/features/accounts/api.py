@@ -2,19 +2,45 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from qunliao.core.addresses import TrustedProxies, client_address
 from qunliao.core.http import AuthDependency, Body
 from qunliao.core.principal import Principal
+from qunliao.features.accounts.invites import MAX_EXPIRES_IN_S, MAX_USES, Invites
 from qunliao.features.accounts.service import AccountService
+
+# The error statuses a route may answer, for /openapi.json (body: {"error": {"code", "message"}}).
+# TODO(issue 15): the shared error-response helper replaces these when it lands.
+_ERRORS = {
+    400: "bad_request: malformed JSON, wrong types or invalid values",
+    401: "unauthorized: missing, invalid or revoked access token",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    429: "rate_limited (with Retry-After)",
+}
+
+
+def errors(*statuses: int, forbidden: str | None = None) -> dict[int | str, dict[str, Any]]:
+    described = {s: _ERRORS[s] for s in statuses}
+    if forbidden is not None:
+        described[403] = f"forbidden: {forbidden}"
+    return {s: {"description": text} for s, text in described.items()}
 
 
 class NewAccount(Body):
     username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
     display_name: str = Field(max_length=256)
+    # Needed when the server's registration policy is "invite"; ignored when it is "open".
+    invite_code: str | None = Field(None, max_length=128)
+
+
+class NewInvite(Body):
+    uses: int = Field(1, ge=1, le=MAX_USES)
+    expires_in_s: int | None = Field(None, ge=1, le=MAX_EXPIRES_IN_S)
 
 
 class NewSession(Body):
@@ -28,23 +54,79 @@ class ProfileUpdate(Body):
 
 
 def router(
-    accounts: AccountService, auth: AuthDependency, *, trusted: TrustedProxies | None = None
+    accounts: AccountService,
+    invites: Invites,
+    auth: AuthDependency,
+    *,
+    trusted: TrustedProxies | None = None,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["accounts"])
     Caller = Annotated[Principal, Depends(auth)]
     proxies = trusted or TrustedProxies()
+
+    async def server_admin(caller: Caller) -> Principal:
+        await accounts.check_server_admin(caller)
+        return caller
+
+    Admin = Annotated[Principal, Depends(server_admin)]
 
     def address_of(request: Request) -> str:
         """The client's address, for the per-address limits (behind trusted proxies only)."""
         peer = request.client.host if request.client else None
         return client_address(peer, request.headers, proxies)
 
-    @api.post("/accounts", status_code=201, summary="Create an account")
+    @api.post(
+        "/accounts",
+        status_code=201,
+        summary="Create an account",
+        responses=errors(
+            400, 409, 429,
+            forbidden="registration is closed, or needs an invite code and this one is missing, "
+            "unknown, expired, revoked or used up",
+        ),
+    )  # fmt: skip
     async def create_account(body: NewAccount, request: Request) -> dict[str, str]:
         user_id = await accounts.do_register(
-            body.username, body.password, body.display_name, address=address_of(request)
+            body.username,
+            body.password,
+            body.display_name,
+            address=address_of(request),
+            invite_code=body.invite_code,
         )
         return {"user_id": user_id}
+
+    @api.post(
+        "/admin/invites",
+        status_code=201,
+        summary="Make a registration invite code (server admins)",
+        responses=errors(400, 401, forbidden="the caller is not a server admin"),
+    )
+    async def create_invite(body: NewInvite, caller: Admin) -> dict[str, Any]:
+        return await invites.do_create(
+            created_by=caller.user_id, uses=body.uses, expires_in_s=body.expires_in_s
+        )
+
+    @api.get(
+        "/admin/invites",
+        summary="Registration invites, newest first (server admins)",
+        responses=errors(400, 401, forbidden="the caller is not a server admin"),
+    )
+    async def list_invites(
+        caller: Admin,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        usable: Annotated[bool, Query(description="only those that can still be used")] = False,
+    ) -> dict[str, Any]:
+        return {"invites": await invites.list_invites(limit=limit, usable_only=usable)}
+
+    @api.delete(
+        "/admin/invites/{invite_id}",
+        status_code=204,
+        summary="Revoke a registration invite (server admins)",
+        responses=errors(401, 404, forbidden="the caller is not a server admin"),
+    )
+    async def revoke_invite(invite_id: str, caller: Admin) -> Response:
+        await invites.do_revoke(invite_id)
+        return Response(status_code=204)
 
     @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token")
     async def create_session(body: NewSession, request: Request) -> dict[str, str]:

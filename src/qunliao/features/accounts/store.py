@@ -7,11 +7,13 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     String,
     Table,
     bindparam,
+    false,
     func,
     or_,
     select,
@@ -31,6 +33,8 @@ users = Table(
     Column("display_name", String(64), nullable=False),
     Column("inbox_id", String(40), nullable=False),
     Column("created_at", BigInteger, nullable=False),
+    # A server administrator (migration 0007; the administration work adds the same column).
+    Column("is_admin", Boolean, nullable=False, server_default=false()),
 )
 
 devices = Table(
@@ -106,6 +110,11 @@ async def insert_user(
 async def user_by_name(conn: AsyncConnection, username: str) -> User | None:
     row = (await conn.execute(select(users).where(users.c.username == username))).first()
     return None if row is None else _user(row)
+
+
+async def user_is_admin(conn: AsyncConnection, user_id: str) -> bool:
+    row = (await conn.execute(select(users.c.is_admin).where(users.c.user_id == user_id))).first()
+    return bool(row is not None and row.is_admin)
 
 
 async def users_by_id(conn: AsyncConnection, user_ids: list[str]) -> dict[str, User]:
