@@ -384,6 +384,12 @@ def create_app(
         }
         return ORJSONResponse(body, status_code=200 if ok else 503)
 
+    @app.get("/api/v1/server", tags=["health"], summary="About this server (no sign-in needed)")
+    async def server_info() -> dict[str, str]:
+        # What a client needs before anyone signs in: whether its sign-up form asks for an
+        # invite code (registration "invite") or is shut (registration "closed").
+        return {"registration": settings.registration, "version": __version__}
+
     @app.get(
         "/metrics",
         tags=["health"],

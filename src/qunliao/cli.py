@@ -8,14 +8,22 @@ import os
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from qunliao import __version__
 from qunliao.logs import configure_logging
 from qunliao.settings import ENV_PREFIX, Settings, load_settings
+
+if TYPE_CHECKING:
+    from qunliao.features.accounts import Invites
+    from qunliao.features.admin import AdminService
+
+T = TypeVar("T")
 
 cli = typer.Typer(help="qunliao (群聊): a self-hostable messaging server.", no_args_is_help=True)
 admin = typer.Typer(help="Administrative tasks.", no_args_is_help=True)
@@ -28,11 +36,6 @@ users = typer.Typer(
 admin.add_typer(users, name="users")
 console = Console(stderr=True)
 
-if TYPE_CHECKING:
-    from qunliao.features.admin import AdminService
-
-T = TypeVar("T")
-
 DatabaseOpt = Annotated[
     str | None,
     typer.Option(
@@ -41,6 +44,24 @@ DatabaseOpt = Annotated[
     ),
 ]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="path to qunliao.toml")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"qunliao {__version__}")
+        raise typer.Exit()
+
+
+@cli.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """qunliao (群聊): a self-hostable messaging server."""
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -429,6 +450,119 @@ def bump_positions(
             await db.close()
 
     typer.echo(f"positions now start after {asyncio.run(run())}")
+
+
+invites_cli = typer.Typer(
+    help='Registration invite codes (asked for when registration = "invite").',
+    no_args_is_help=True,
+)
+admin.add_typer(invites_cli, name="invites")
+
+
+def _run_invites(settings: Settings, work: Callable[[Invites], Awaitable[T]]) -> T:
+    """Run `work` with the invites of the configured database; an ApiError ends with status 1."""
+    from qunliao.app import build_services
+    from qunliao.core.errors import ApiError
+    from qunliao.features.accounts import Invites
+
+    _run_migrations(settings)
+
+    async def run() -> T:
+        services = build_services(settings)
+        await services.db.start()
+        try:
+            return await work(services.need(Invites))
+        finally:
+            await services.db.close()
+
+    try:
+        return asyncio.run(run())
+    except ApiError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def _when(ms: int | None, never: str = "never") -> str:
+    if ms is None:
+        return never
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@invites_cli.command("create")
+def create_invite(
+    uses: Annotated[int, typer.Option(min=1, help="how many accounts it may create")] = 1,
+    expires: Annotated[
+        str | None,
+        typer.Option(help="lifetime: 7d, 12h, 30m, 90s or seconds (default: never expires)"),
+    ] = None,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Make an invite code and print it (only the code goes to stdout; it is shown once)."""
+    from qunliao.features.accounts import parse_duration
+
+    try:
+        expires_in_s = None if expires is None else parse_duration(expires)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --expires: {exc}")
+        raise typer.Exit(2) from exc
+    settings = _settings(config, database_url=database_url)
+    made = _run_invites(
+        settings,
+        lambda invites: invites.do_create(created_by=None, uses=uses, expires_in_s=expires_in_s),
+    )
+    typer.echo(made["invite_code"])
+    console.print(
+        f"invite {made['invite_id']}: {uses} use{'s' if uses != 1 else ''}, "
+        f"expires {_when(made['expires_at'])}"
+    )
+    if settings.registration != "invite":
+        console.print(
+            f"[yellow]note:[/yellow] registration is {settings.registration!r} in this "
+            'configuration; codes are asked for only when registration = "invite"'
+        )
+
+
+@invites_cli.command("list")
+def list_invites(
+    all_: Annotated[
+        bool, typer.Option("--all", help="also revoked, expired and used-up ones")
+    ] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="at most this many")] = 100,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """List invites, newest first, one a line, tab-separated: id, used/uses, state, expires,
+    created, created by (codes are stored hashed: revoke by id)."""
+    settings = _settings(config, database_url=database_url)
+    found = _run_invites(
+        settings, lambda invites: invites.list_invites(limit=limit, usable_only=not all_)
+    )
+    for invite in found:
+        state = "usable" if invite["usable"] else "revoked" if invite["revoked_at"] else "spent"
+        fields = (
+            invite["invite_id"],
+            f"{invite['used']}/{invite['uses']}",
+            state,
+            f"expires {_when(invite['expires_at'])}",
+            f"created {_when(invite['created_at'])}",
+            f"by {invite['created_by'] or '(cli)'}",
+        )
+        typer.echo("\t".join(fields))
+    if not found:
+        console.print("no invites" if all_ else "no usable invites (--all shows the others)")
+
+
+@invites_cli.command("revoke")
+def revoke_invite(
+    invite: Annotated[str, typer.Argument(help="the invite's id, or the code itself")],
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Revoke an invite: it creates no more accounts (those it created stay)."""
+    settings = _settings(config, database_url=database_url)
+    invite_id = _run_invites(settings, lambda invites: invites.do_revoke(invite, by_code=True))
+    typer.echo(f"revoked {invite_id}")
 
 
 def main() -> None:

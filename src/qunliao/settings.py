@@ -35,6 +35,8 @@ class Settings(BaseModel):
     login_failures_per_account_per_min: int = Field(10, ge=1)
     login_failures_per_account_address_per_15min: int = Field(5, ge=1)
     registrations_per_address_per_min: int = Field(20, ge=1)
+    # Who may create an account over HTTP (the admin CLI always may).
+    registration: Literal["open", "invite", "closed"] = "open"
     # A plain string (comma-separated IPs/CIDRs): `qunliao serve` hands settings to its workers
     # as str(value) in QUNLIAO_* variables.
     trusted_proxies: str = ""

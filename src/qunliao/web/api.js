@@ -55,8 +55,11 @@ export class Http {
   del(path) { return this.request("DELETE", path); }
 
   // accounts and sessions
-  register(username, password, displayName) {
-    return this.request("POST", "/accounts", { username, password, display_name: displayName }, { auth: false });
+  server() { return this.request("GET", "/server", undefined, { auth: false }); }
+  register(username, password, displayName, inviteCode) {
+    const body = { username, password, display_name: displayName };
+    if (inviteCode) body.invite_code = inviteCode;
+    return this.request("POST", "/accounts", body, { auth: false });
   }
   signIn(username, password, deviceName) {
     return this.request("POST", "/sessions", { username, password, device_name: deviceName }, { auth: false });

@@ -14,6 +14,7 @@ export class Store {
     this.listeners = new Map();
     this.session = readJson(SESSION_KEY);
     this.http = new Http({ getToken: () => this.session && this.session.access_token, onUnauthorized: () => this.forget() });
+    this.server = null; // GET /api/v1/server: the registration policy and version
     this.reset();
   }
 
@@ -63,8 +64,21 @@ export class Store {
     return Boolean(this.session && this.session.access_token);
   }
 
-  async register(username, password, displayName) {
-    await this.http.register(username, password, displayName || username);
+  /** GET /api/v1/server ({registration, version}), asked once per page unless `fresh`;
+   *  null while the server cannot be reached (the form then offers registration as usual). */
+  async serverInfo({ fresh = false } = {}) {
+    if (!this.server || fresh) {
+      try {
+        this.server = await this.http.server();
+      } catch (err) {
+        if (!this.server) console.warn("GET /api/v1/server failed", err);
+      }
+    }
+    return this.server || null;
+  }
+
+  async register(username, password, displayName, inviteCode) {
+    await this.http.register(username, password, displayName || username, inviteCode);
     await this.signIn(username, password);
   }
 

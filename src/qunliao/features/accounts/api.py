@@ -2,12 +2,13 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from qunliao.core.addresses import TrustedProxies, client_address
 from qunliao.core.http import NAME, AuthDependency, Body, errors
 from qunliao.core.principal import Principal
+from qunliao.features.accounts.invites import MAX_EXPIRES_IN_S, MAX_USES, Invites
 from qunliao.features.accounts.service import USERNAME, AccountService
 
 
@@ -15,6 +16,13 @@ class NewAccount(Body):
     username: str = Field(pattern=USERNAME.pattern)
     password: str = Field(min_length=8, max_length=256)  # ≤ 1024 bytes of UTF-8
     display_name: str = Field(max_length=64, pattern=NAME)
+    # Needed when the server's registration policy is "invite"; ignored when it is "open".
+    invite_code: str | None = Field(None, max_length=128)
+
+
+class NewInvite(Body):
+    uses: int = Field(1, ge=1, le=MAX_USES)
+    expires_in_s: int | None = Field(None, ge=1, le=MAX_EXPIRES_IN_S)
 
 
 class NewSession(Body):
@@ -33,24 +41,79 @@ class PasswordChange(Body):
 
 
 def router(
-    accounts: AccountService, auth: AuthDependency, *, trusted: TrustedProxies | None = None
+    accounts: AccountService,
+    invites: Invites,
+    auth: AuthDependency,
+    *,
+    trusted: TrustedProxies | None = None,
 ) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["accounts"])
     Caller = Annotated[Principal, Depends(auth)]
     proxies = trusted or TrustedProxies()
+
+    async def server_admin(caller: Caller) -> Principal:
+        await accounts.check_admin(caller)
+        return caller
+
+    Admin = Annotated[Principal, Depends(server_admin)]
 
     def address_of(request: Request) -> str:
         """The client's address, for the per-address limits (behind trusted proxies only)."""
         peer = request.client.host if request.client else None
         return client_address(peer, request.headers, proxies)
 
-    @api.post("/accounts", status_code=201, summary="Create an account",
-              responses=errors(409, s409="the username is taken"))  # fmt: skip
+    @api.post(
+        "/accounts",
+        status_code=201,
+        summary="Create an account",
+        responses=errors(
+            403, 409, s409="the username is taken",
+            s403="registration is closed, or needs an invite code and this one is missing, "
+            "unknown, expired, revoked or used up",
+        ),
+    )  # fmt: skip
     async def create_account(body: NewAccount, request: Request) -> dict[str, str]:
         user_id = await accounts.do_register(
-            body.username, body.password, body.display_name, address=address_of(request)
+            body.username,
+            body.password,
+            body.display_name,
+            address=address_of(request),
+            invite_code=body.invite_code,
         )
         return {"user_id": user_id}
+
+    @api.post(
+        "/admin/invites",
+        status_code=201,
+        summary="Make a registration invite code (server admins)",
+        responses=errors(403, s403="the caller is not a server admin"),
+    )
+    async def create_invite(body: NewInvite, caller: Admin) -> dict[str, Any]:
+        return await invites.do_create(
+            created_by=caller.user_id, uses=body.uses, expires_in_s=body.expires_in_s
+        )
+
+    @api.get(
+        "/admin/invites",
+        summary="Registration invites, newest first (server admins)",
+        responses=errors(403, s403="the caller is not a server admin"),
+    )
+    async def list_invites(
+        caller: Admin,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        usable: Annotated[bool, Query(description="only those that can still be used")] = False,
+    ) -> dict[str, Any]:
+        return {"invites": await invites.list_invites(limit=limit, usable_only=usable)}
+
+    @api.delete(
+        "/admin/invites/{invite_id}",
+        status_code=204,
+        summary="Revoke a registration invite (server admins)",
+        responses=errors(403, 404, s403="the caller is not a server admin", s404="no such invite"),
+    )
+    async def revoke_invite(invite_id: str, caller: Admin) -> Response:
+        await invites.do_revoke(invite_id)
+        return Response(status_code=204)
 
     @api.post("/sessions", status_code=201, summary="Log in: a new device with its access token",
               responses=errors(401, s401="wrong username or password"))  # fmt: skip

@@ -26,6 +26,7 @@ from qunliao.core.ids import IdGenerator, inbox_stream_id
 from qunliao.core.principal import Principal
 from qunliao.features.accounts import store
 from qunliao.features.accounts.activity import FLUSH_INTERVAL_S, STORED_LAG_MS, DeviceActivity
+from qunliao.features.accounts.invites import Invites
 from qunliao.features.accounts.limits import LoginLimits, RegistrationLimits
 from qunliao.storage.db import Database
 
@@ -79,6 +80,7 @@ class AccountService:
         hasher: PasswordHasher | None = None,
         login_limits: LoginLimits | None = None,
         registration_limits: RegistrationLimits | None = None,
+        invites: Invites | None = None,
     ) -> None:
         self._db = db
         self._clock = clock
@@ -100,6 +102,8 @@ class AccountService:
         # None: not limited (rate_limits = "off", or the caller is the CLI, not the network).
         self._login_limits = login_limits
         self._registration_limits = registration_limits
+        # The registration policy and its invite codes; None: registration is open.
+        self._invites = invites
         # Verified against when the user does not exist, so timing does not reveal usernames.
         self._dummy_hash: str | None = None
 
@@ -111,11 +115,19 @@ class AccountService:
         *,
         address: str | None = None,
         is_admin: bool = False,
+        invite_code: str | None = None,
     ) -> str:
-        """Create an account; `address` is the client's (None for the CLI: not limited)."""
+        """Create an account. `address` is the client's; None for the admin CLI, which is
+        neither limited nor held to the registration policy.
+
+        Bad input is 400 first, then the policy 403 (closed, or a missing or unusable invite
+        code), then the per-address limit 429: a refused request does not use up the limit."""
         check_username(username)
         check_password(password)
         name = check_display_name(display_name)
+        invites = self._invites if address is not None else None
+        if invites is not None:
+            await invites.check_may_register(invite_code)
         if self._registration_limits is not None and address is not None:
             await self._registration_limits.check_registration(address)
         password_hash = await self._hash_work(self._hasher.hash, password)
@@ -124,6 +136,8 @@ class AccountService:
         now = self._clock.now_ms()
         try:
             async with self._db.write() as tx:
+                if invites is not None:
+                    await invites.take_use(tx.conn, invite_code)  # rolled back with the insert
                 await store.insert_user(
                     tx.conn,
                     user_id=user_id,

@@ -1,5 +1,7 @@
 // Sign-in / register screen. The aria-labels "Username", "Password", "Sign in" and "Register"
-// are a contract with external tests and stay English whatever the UI language.
+// are a contract with external tests and stay English whatever the UI language (so is "Invite
+// code"). The server's registration policy (GET /api/v1/server) shapes the form: "invite" adds
+// the invite-code field, "closed" takes registering away and says so.
 import { ApiError } from "../api.js";
 import { h } from "../dom.js";
 import { t } from "../i18n.js";
@@ -18,9 +20,24 @@ export function renderLogin(store) {
     id: "login-display-name", name: "display_name", autocomplete: "nickname", "aria-label": t("display_name"),
     maxlength: "64",
   });
+  const inviteCode = h("input", {
+    id: "login-invite-code", name: "invite_code", autocomplete: "off", "aria-label": "Invite code",
+    autocapitalize: "none", spellcheck: "false", maxlength: "128",
+  });
   const error = h("p", { class: "form-error", role: "alert", "aria-live": "assertive" });
   const signInButton = h("button", { type: "submit", class: "primary", "aria-label": "Sign in" }, t("sign_in"));
   const registerButton = h("button", { type: "button", class: "secondary", "aria-label": "Register" }, t("register"));
+  const displayNameField = h("label", { class: "field optional" }, h("span", {}, t("display_name_hint")), displayName);
+  const inviteField = h("label", { class: "field optional", hidden: true }, h("span", {}, t("invite_code_hint")), inviteCode);
+  const closedNote = h("p", { class: "hint registration-closed", role: "status", hidden: true }, t("registration_closed"));
+  let policy = "open";
+
+  function applyPolicy(info) {
+    policy = (info && info.registration) || "open";
+    inviteField.hidden = policy !== "invite";
+    closedNote.hidden = policy !== "closed";
+    registerButton.hidden = displayNameField.hidden = policy === "closed";
+  }
 
   async function run(action) {
     error.textContent = "";
@@ -30,11 +47,26 @@ export function renderLogin(store) {
       return;
     }
     signInButton.disabled = registerButton.disabled = true;
+    const code = inviteCode.value.trim();
+    if (action === "register" && policy === "invite" && !code) {
+      error.textContent = t("invite_code_needed");
+      inviteCode.focus();
+      signInButton.disabled = registerButton.disabled = false;
+      return;
+    }
     try {
-      if (action === "register") await store.register(name, password.value, displayName.value.trim() || name);
-      else await store.signIn(name, password.value);
+      if (action === "register") {
+        await store.register(name, password.value, displayName.value.trim() || name, policy === "invite" ? code : undefined);
+      } else {
+        await store.signIn(name, password.value);
+      }
     } catch (err) {
-      error.textContent = describe(err, action);
+      if (action === "register" && err instanceof ApiError && err.status === 403) {
+        applyPolicy(await store.serverInfo({ fresh: true })); // the policy may have changed since
+        error.textContent = policy === "closed" ? t("registration_closed") : t(code ? "invite_code_invalid" : "invite_code_needed");
+      } else {
+        error.textContent = describe(err, action);
+      }
       signInButton.disabled = registerButton.disabled = false;
     }
   }
@@ -44,12 +76,16 @@ export function renderLogin(store) {
     { class: "login-form", novalidate: true, onsubmit: (e) => { e.preventDefault(); run("signin"); } },
     h("label", { class: "field" }, h("span", {}, t("username")), username),
     h("label", { class: "field" }, h("span", {}, t("password")), password),
-    h("label", { class: "field optional" }, h("span", {}, t("display_name_hint")), displayName),
+    displayNameField,
+    inviteField,
     error,
     h("div", { class: "login-actions" }, signInButton, registerButton),
+    closedNote,
     h("p", { class: "hint" }, t("username_rules"), h("br"), t("password_rules")),
   );
   registerButton.addEventListener("click", () => run("register"));
+  applyPolicy(store.server);
+  store.serverInfo().then(applyPolicy);
 
   setTimeout(() => username.focus(), 0);
   return h(
