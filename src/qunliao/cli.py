@@ -197,6 +197,32 @@ def migrate(database_url: DatabaseOpt = None, config: ConfigOpt = None) -> None:
     console.print("[green]database is up to date[/green]")
 
 
+@cli.command()
+def doctor(
+    database_url: DatabaseOpt = None,
+    bus_url: Annotated[str | None, typer.Option("--bus-url", help="the bus to check")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Check the configuration, the database, the bus and the open-file limit; say what to fix."""
+    from rich.table import Table
+
+    from qunliao.doctor import check_all
+
+    settings = _settings(config, database_url=database_url, bus_url=bus_url)
+    findings = check_all(settings)
+    marks = {"ok": "[green]✓[/green]", "warn": "[yellow]![/yellow]", "fail": "[red]✗[/red]"}
+    table = Table(show_header=True, header_style="bold")
+    for column in ("", "check", "found", "what to do"):
+        table.add_column(column)
+    for found in findings:
+        table.add_row(marks[found.level], found.check, found.what, found.fix)
+    Console().print(table)
+    failed = [f for f in findings if f.level == "fail"]
+    if failed:
+        console.print(f"[red]{len(failed)} problem(s) to fix before serving[/red]")
+        raise typer.Exit(1)
+
+
 @admin.command("create-user")
 def create_user(
     username: Annotated[str, typer.Argument(help="3–32 of a-z 0-9 _ . -")],

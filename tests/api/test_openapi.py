@@ -29,11 +29,13 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from qunliao.app import build_services, create_app
+from qunliao.cli import users_make_admin
 from qunliao.settings import Settings
 from tests.support.app import PASSWORD, Harness
 from tests.support.services import database_url
 
 _names = itertools.count()
+_url_of_server: dict[str, str] = {}  # the served app's address → its database
 
 
 def _app(url: str) -> Any:
@@ -115,9 +117,15 @@ def _seed(url: str) -> Seeded:
         assert r.json()["invited"] == [alice_id], r.text
         r = client.get("/api/v1/group-invitations", headers=auth)
         invitation_id = r.json()["incoming"][0]["invitation_id"]
+        # Alice is a server admin, so the admin routes are tried for real.
+        users_make_admin(alice_name, database_url=_url_of_server[url])
+        r = client.post("/api/v1/admin/invites", headers=auth, json={"uses": 3})
+        assert r.status_code == 201, r.text
+        invite_id = r.json()["invite_id"]
     return Seeded(url, token, {
         "conversation_id": conversation_id, "message_id": message_id, "user_id": bob_id,
         "request_id": request_id, "device_id": spare_device, "invitation_id": invitation_id,
+        "invite_id": invite_id,
     })  # fmt: skip
 
 
@@ -137,6 +145,7 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             threading.Event().wait(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         try:
+            _url_of_server[f"http://127.0.0.1:{port}"] = url
             seeded = _seed(f"http://127.0.0.1:{port}")
             with seeded.session:
                 yield seeded
