@@ -538,6 +538,7 @@ class Client:
         in `client.spawn(...)` so the next event is not kept waiting.
         """
         types = (event_type, *more_types)
+        Dispatcher.check_types(types)
 
         def register(handler: Handler[E]) -> Handler[E]:
             self._dispatcher.add(types, handler, include_own=include_own)

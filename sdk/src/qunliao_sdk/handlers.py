@@ -43,12 +43,16 @@ class Dispatcher:
         self._registrations: list[_Registration] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def add(
-        self, types: tuple[type[Event], ...], handler: Handler[E], *, include_own: bool
-    ) -> None:
+    @staticmethod
+    def check_types(types: tuple[object, ...]) -> None:
         for kind in types:
             if not (isinstance(kind, type) and issubclass(kind, Event)):
                 raise TypeError(f"on() takes event classes (MessageEvent, Event, …), not {kind!r}")
+
+    def add(
+        self, types: tuple[type[Event], ...], handler: Handler[E], *, include_own: bool
+    ) -> None:
+        self.check_types(types)
         self._registrations.append(_Registration(types, include_own, handler))
 
     async def dispatch(self, event: Event, user_id: str | None) -> int:
