@@ -75,10 +75,12 @@ async def test_a_client_from_a_saved_token_knows_who_it_is_after_entering() -> N
 
 
 async def test_a_revoked_token_fails_on_entering() -> None:
+    client = FakeServer(me_status=401).client()
     with pytest.raises(QunliaoError) as caught:
-        async with FakeServer(me_status=401).client():
+        async with client:
             pass
     assert caught.value.status == 401
+    assert client._http.is_closed  # nothing left open behind the error
 
 
 async def test_an_overloaded_server_is_asked_again_before_listening() -> None:

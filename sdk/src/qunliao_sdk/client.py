@@ -76,8 +76,9 @@ class Client:
             try:
                 await self.me()
             except QunliaoError as exc:
-                if not is_retryable(exc):
-                    raise  # a bad or revoked token: say so now, not at the first event
+                if not is_retryable(exc):  # a bad or revoked token: say so now
+                    await self.aclose()  # `async with` calls no __aexit__ when entering fails
+                    raise
                 # Unreachable or overloaded for now: listen()/run() ask again before any event.
                 logger.warning("qunliao: could not ask the server who I am yet: %s", exc)
         return self
