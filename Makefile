@@ -11,7 +11,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The server distribution carries the SDK's package from sdk/src (editable too), so one
+# install gives both; the SDK alone is `pip install ./sdk` (tests/e2e/test_e2e_sdk_wheel.py).
+$(VENV)/.installed: pyproject.toml sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -29,9 +31,9 @@ browser-deps:
 	fi
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
-	$(BIN)/mypy src
+	$(BIN)/ruff check src sdk examples tests bench
+	$(BIN)/ruff format --check src sdk examples tests bench
+	$(BIN)/mypy src sdk/src examples
 	$(BIN)/lint-imports
 
 ## test: set up and run the whole suite (lint, types, layers, unit, storage, api, e2e, browser)

@@ -276,8 +276,12 @@ async def test_revoked_token_closes_the_socket_4401(
         assert laptop_ws.close_code == 4401
         assert not phone_ws.closed  # only that device
 
-        revoked = Client(server.url, access_token=token)
-        async with revoked:
+        with pytest.raises(QunliaoError) as enter_refused:
+            async with Client(server.url, access_token=token):
+                pass  # entering asks the server whose token it is: a revoked one fails there
+        assert enter_refused.value.status == 401
+        revoked = Client(server.url, access_token=token)  # not entered: each call on its own
+        try:
             with pytest.raises(QunliaoError) as http_refused:
                 await revoked.me()
             assert http_refused.value.status == 401
@@ -287,6 +291,8 @@ async def test_revoked_token_closes_the_socket_4401(
             # refused at the handshake (uvicorn turns a close before accept into HTTP 403) or
             # accepted and closed with 4401: both are what docs/api.md allows
             assert ws_refused.value.status in (401, 403)
+        finally:
+            await revoked.aclose()
 
         # a since token that is not one: 4400, which listen() must not retry forever
         with pytest.raises(QunliaoError) as bad_since:

@@ -105,7 +105,10 @@ async def test_two_workers_on_one_port_deliver_to_each_other(tmp_path: Path) -> 
             # processes hold at least one
             while len(conns) < MAX_SOCKETS:
                 client = clients[len(conns) % USERS]
-                conn = await connect(client.websocket_url(), open_timeout=5)
+                auth = {"authorization": f"Bearer {client.access_token}"}
+                conn = await connect(
+                    client.websocket_url(), additional_headers=auth, open_timeout=5
+                )
                 pid = None
                 for _ in range(50):  # the accept may take a moment to show in /proc
                     pid = owner(server_pid, server.port, conn)

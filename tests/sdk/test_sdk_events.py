@@ -403,7 +403,7 @@ def test_a_missing_or_odd_type_becomes_unknown(data: dict[str, Any], seq: int | 
     assert decode_event(data) == UnknownEvent(type=None, seq=seq)
 
 
-FIELD_NAMES = sorted({key for data, _ in KNOWN for key in data} | {"raw", "changes"})
+FIELD_NAMES = sorted({key for data, _ in KNOWN for key in data} | {"raw", "changes", "client"})
 SCALAR = (
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4)
 )

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from qunliao.sdk import Client, QunliaoConnectionError, QunliaoError, RetryPolicy, SendResult
-from qunliao.sdk._http import parse_retry_after
+from qunliao_sdk._http import parse_retry_after
 
 BASE = "http://chat.test"
 
@@ -44,12 +44,14 @@ def error_response(status: int, code: str, message: str = "nope", **headers: str
 def make_client(
     handler: Callable[[httpx.Request], httpx.Response], fake: FakeTime | None = None
 ) -> Client:
-    return Client(
+    client = Client(
         BASE,
         access_token="tok",
         transport=httpx.MockTransport(handler),
         retry=policy(fake or FakeTime()),
     )
+    client.user_id, client.device_id = "u_me", "d_me"  # as if known: no `GET /me` on enter
+    return client
 
 
 def sent_json(request: httpx.Request) -> Any:
@@ -339,13 +341,13 @@ async def test_sync_waits_longer_than_its_long_poll() -> None:
     assert timeouts == [pytest.approx(35.0)]
 
 
-def test_websocket_url() -> None:
+def test_websocket_url_carries_no_token() -> None:
     client = Client("https://chat.example/prefix/", access_token="a b+c")
-    assert client.websocket_url() == "wss://chat.example/prefix/api/v1/ws?access_token=a+b%2Bc"
+    assert client.websocket_url() == "wss://chat.example/prefix/api/v1/ws"
     plain = Client("http://127.0.0.1:8000", access_token="t")
-    assert plain.websocket_url("s1") == "ws://127.0.0.1:8000/api/v1/ws?access_token=t&since=s1"
+    assert plain.websocket_url("s1") == "ws://127.0.0.1:8000/api/v1/ws?since=s1"
     with pytest.raises(QunliaoError):
-        Client("http://127.0.0.1:8000").websocket_url()
+        Client("http://127.0.0.1:8000").websocket()
 
 
 def test_parse_retry_after() -> None:

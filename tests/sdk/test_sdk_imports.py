@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 
 import qunliao.sdk
+import qunliao_sdk
 
 ALLOWED_THIRD_PARTY = {"httpx", "websockets", "orjson"}
+SERVER_LIBRARIES = ("fastapi", "starlette", "sqlalchemy", "pydantic", "uvicorn", "asyncpg", "redis")
 
 
 def test_sdk_imports_only_its_own_dependencies() -> None:
-    package = Path(qunliao.sdk.__file__).parent
+    package = Path(qunliao_sdk.__file__).parent
     offenders = []
     for source in sorted(package.rglob("*.py")):
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
@@ -25,7 +27,7 @@ def test_sdk_imports_only_its_own_dependencies() -> None:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if name == "qunliao.sdk" or name.startswith("qunliao.sdk."):
+                if top == "qunliao_sdk":
                     continue
                 if top in ALLOWED_THIRD_PARTY or top in sys.stdlib_module_names:
                     continue
@@ -33,14 +35,37 @@ def test_sdk_imports_only_its_own_dependencies() -> None:
     assert offenders == []
 
 
-def test_importing_the_sdk_loads_no_server_code() -> None:
-    """`import qunliao.sdk` also runs qunliao/__init__.py: it must stay free of server imports."""
+def test_the_sdk_distribution_declares_exactly_those_dependencies() -> None:
+    import tomllib
+
+    project = tomllib.loads(
+        (Path(__file__).resolve().parents[2] / "sdk" / "pyproject.toml").read_text()
+    )["project"]
+    assert project["name"] == "qunliao-sdk"
+    names = {
+        dep.split(">")[0].split("=")[0].split("[")[0].strip() for dep in project["dependencies"]
+    }
+    assert names == ALLOWED_THIRD_PARTY
+
+
+def loaded_after(statement: str) -> list[str]:
     probe = (
-        "import sys, qunliao.sdk; "
-        "loaded = [m for m in sys.modules if m.split('.')[0] in "
-        "('fastapi', 'starlette', 'sqlalchemy', 'pydantic', 'uvicorn', 'asyncpg', 'redis')"
-        " or (m.startswith('qunliao.') and not m.startswith('qunliao.sdk'))]; "
-        "print(','.join(sorted(loaded)))"
+        f"import sys; {statement}; "
+        f"print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in {SERVER_LIBRARIES!r}"
+        " or m == 'qunliao' or m.startswith('qunliao.'))))"
     )
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert run.stdout.strip() == ""
+    return [name for name in run.stdout.strip().split(",") if name]
+
+
+def test_importing_the_sdk_loads_no_server_code() -> None:
+    assert loaded_after("import qunliao_sdk") == []
+    # `import qunliao.sdk` also runs qunliao/__init__.py: it must stay free of server imports.
+    assert loaded_after("import qunliao.sdk") == ["qunliao", "qunliao.sdk"]
+
+
+def test_qunliao_sdk_is_the_same_objects() -> None:
+    assert set(qunliao.sdk.__all__) == set(qunliao_sdk.__all__)
+    for name in qunliao_sdk.__all__:
+        assert getattr(qunliao.sdk, name) is getattr(qunliao_sdk, name), name
+    assert qunliao.sdk.Client is qunliao_sdk.client.Client

@@ -15,9 +15,15 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from qunliao.sdk import Client, QunliaoConnectionError, QunliaoError, RetryPolicy
-from qunliao.sdk.websocket import close_error
+from qunliao_sdk.websocket import close_error
 
 Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+def identified(client: Client) -> Client:
+    """A client that knows who it is already: these fake servers answer no `GET /me`."""
+    client.user_id, client.device_id = "u_bot", "d_bot"
+    return client
 
 
 def query(conn: ServerConnection) -> dict[str, str]:
@@ -41,7 +47,7 @@ class FakeServer:
         self.url = f"http://127.0.0.1:{port}"
 
     def client(self, token: str = "tok") -> Client:
-        return Client(self.url, access_token=token, timeout=2.0)
+        return identified(Client(self.url, access_token=token, timeout=2.0))
 
 
 async def start(handler: Handler, **kwargs: Any) -> Server:
@@ -61,7 +67,9 @@ def message(seq: int, conversation_id: str = "c_1") -> dict[str, Any]:
 
 async def test_send_text_waits_for_its_own_ack_and_events_flow() -> None:
     async def handler(conn: ServerConnection) -> None:
-        assert query(conn)["access_token"] == "tok"
+        assert conn.request is not None
+        assert conn.request.headers["authorization"] == "Bearer tok"
+        assert "tok" not in conn.request.path  # never in the URL: proxies log URLs
         async for frame in frames(conn):
             if frame["type"] == "send":
                 txn = frame["client_txn_id"]
@@ -250,7 +258,8 @@ async def test_listen_keeps_trying_while_the_server_is_down() -> None:
         return await serve(handler, "127.0.0.1", port)
 
     fast = RetryPolicy(initial_delay=0.02, max_delay=0.1)
-    async with Client(f"http://127.0.0.1:{port}", access_token="t", timeout=1.0) as client:
+    client = identified(Client(f"http://127.0.0.1:{port}", access_token="t", timeout=1.0))
+    async with client:
         starting = asyncio.create_task(later())
         events = client.listen(reconnect=fast)
         first = await asyncio.wait_for(anext(events), 5)

@@ -2,30 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from contextlib import aclosing
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
-from qunliao.sdk._http import (
+from qunliao_sdk._http import (
     WRITE_METHODS,
     Answer,
     api_path,
+    is_retryable,
     new_txn_id,
     send_request,
     with_retry,
 )
-from qunliao.sdk.errors import QunliaoError
-from qunliao.sdk.listen import listen_forever
-from qunliao.sdk.models import NO_RETRY, JSONDict, RetryPolicy, SendResult, Session, SyncPage
-from qunliao.sdk.websocket import WebSocketConnection
+from qunliao_sdk.errors import QunliaoError
+from qunliao_sdk.events import Event, decode_event
+from qunliao_sdk.handlers import Dispatcher, Handler
+from qunliao_sdk.listen import listen_forever
+from qunliao_sdk.models import NO_RETRY, JSONDict, RetryPolicy, SendResult, Session, SyncPage
+from qunliao_sdk.websocket import WebSocketConnection
 
 _UNSET: Any = object()
+
+logger = logging.getLogger("qunliao_sdk")
+
+E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 
 class Client:
     """An async qunliao client. `async with Client("http://127.0.0.1:8000") as client: …`
+
+    Built from a saved token (`Client(url, access_token=token)`), entering `async with` asks the
+    server who that token belongs to, so `user_id` and `device_id` are set before the first
+    event (a bad token raises 401 there). Handlers: `@client.on(MessageEvent)`, then
+    `await client.run()`.
 
     `retry` governs `send_text` (and any `request(..., retry=...)`): the same client_txn_id is
     sent again on connection errors, 5xx and 429 until the policy's budget (30 s) is spent.
@@ -47,6 +63,7 @@ class Client:
         self.access_token = access_token
         self.user_id: str | None = None
         self.device_id: str | None = None
+        self._dispatcher = Dispatcher()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=timeout,
@@ -55,7 +72,23 @@ class Client:
         )
 
     async def __aenter__(self) -> Client:
+        if self.access_token is not None and self.user_id is None:
+            try:
+                await self.me()
+            except QunliaoError as exc:
+                if not is_retryable(exc):  # a bad or revoked token: say so now
+                    await self.aclose()  # `async with` calls no __aexit__ when entering fails
+                    raise
+                # Unreachable or overloaded for now: listen()/run() ask again before any event.
+                logger.warning("qunliao: could not ask the server who I am yet: %s", exc)
         return self
+
+    async def identify(self) -> None:
+        """Learn `user_id` and `device_id` of the token (GET /api/v1/me) unless known yet;
+        connection errors and 5xx are retried under the client's retry policy."""
+        if self.user_id is not None or self.access_token is None:
+            return
+        await with_retry(self.retry, self.me)
 
     async def __aexit__(
         self,
@@ -66,6 +99,7 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        await self._dispatcher.cancel_tasks()
         await self._http.aclose()
 
     # -- generic -----------------------------------------------------------------------------
@@ -175,6 +209,8 @@ class Client:
         data = await self._json("GET", api_path("me"))
         if isinstance(data.get("user_id"), str):
             self.user_id = data["user_id"]
+        if isinstance(data.get("device_id"), str):
+            self.device_id = data["device_id"]
         return data
 
     async def update_me(self, *, display_name: str) -> JSONDict:
@@ -438,22 +474,26 @@ class Client:
         return SyncPage(next_token=str(data["next_token"]), events=list(data["events"]))
 
     def websocket_url(self, since: str | None = None) -> str:
-        if self.access_token is None:
-            raise QunliaoError(None, "unauthorized", "no access token: log in first")
+        """The socket's URL: no token in it (proxies log URLs); it goes in a header."""
         url = httpx.URL(self.base_url)
         scheme = "wss" if url.scheme == "https" else "ws"
-        params = {"access_token": self.access_token}
-        if since is not None:
-            params["since"] = since
         path = url.path.rstrip("/") + api_path("ws")
         ws_url = url.copy_with(scheme=scheme, path=path, query=None)
-        return str(ws_url.copy_merge_params(params))
+        return str(ws_url if since is None else ws_url.copy_merge_params({"since": since}))
 
     def websocket(self, since: str | None = None) -> WebSocketConnection:
-        """`async with client.websocket(since=token) as ws:` — one socket, no reconnect."""
-        return WebSocketConnection(self.websocket_url(since), timeout=self.timeout)
+        """`async with client.websocket(since=token) as ws:` — one socket, no reconnect.
 
-    def listen(
+        The token is sent as `Authorization: Bearer …` in the handshake."""
+        if self.access_token is None:
+            raise QunliaoError(None, "unauthorized", "no access token: log in first")
+        return WebSocketConnection(
+            self.websocket_url(since),
+            timeout=self.timeout,
+            headers={"authorization": f"Bearer {self.access_token}"},
+        )
+
+    async def listen(
         self,
         since: str | None = None,
         *,
@@ -468,7 +508,63 @@ class Client:
         `dedupe=False`. `synced` frames are not yielded. With `since=None` it starts from now.
         It ends only by raising what the server meant (401 revoked token, 400 bad `since`, …);
         connection errors, 5xx, 429 and restarts are retried with `reconnect`'s backoff.
+        Before the first socket it learns `user_id`/`device_id` (`identify`) when not known yet,
+        so `event["sender_id"] == client.user_id` holds for my own messages from the first event.
         """
-        return listen_forever(
+        await self.identify()
+        events = listen_forever(
             self.websocket, since, dedupe=dedupe, reconnect=reconnect or RetryPolicy()
         )
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    # -- the handler style -------------------------------------------------------------------
+
+    def on(
+        self, event_type: type[E], *more_types: type[E], include_own: bool = False
+    ) -> Callable[[Handler[E]], Handler[E]]:
+        """Register an async handler for events of these classes (subclasses included):
+
+            @client.on(MessageEvent)
+            async def echo(event: MessageEvent) -> None:
+                await event.reply(f"you said: {event.text}")
+
+        `client.on(Event)` gets every event, `UnknownEvent` those this SDK cannot type.
+        Messages (and edits) sent by this bot's own account are left out unless
+        `include_own=True`. Handlers run one after the other in the order registered, each
+        event in order; a handler that raises is logged and the bot goes on. Long work belongs
+        in `client.spawn(...)` so the next event is not kept waiting.
+        """
+        types = (event_type, *more_types)
+        Dispatcher.check_types(types)
+
+        def register(handler: Handler[E]) -> Handler[E]:
+            self._dispatcher.add(types, handler, include_own=include_own)
+            return handler
+
+        return register
+
+    async def dispatch(self, event: Event) -> int:
+        """Hand one event to the matching handlers (what `run` does for each); returns how
+        many ran. Useful to test a bot's handlers without a server."""
+        return await self._dispatcher.dispatch(event, self.user_id)
+
+    async def run(self, since: str | None = None, *, reconnect: RetryPolicy | None = None) -> None:
+        """Feed every event of `listen(since)` to the handlers registered with `on`, forever.
+
+        Returns never; it raises what ends `listen` (401 when the token was revoked, …) and
+        stops when cancelled. `user_id`/`device_id` are known before the first event.
+        """
+        async with aclosing(self.listen(since, reconnect=reconnect)) as frames:
+            async for frame in frames:
+                await self.dispatch(decode_event(frame, client=self))
+
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, T], *, name: str | None = None
+    ) -> asyncio.Task[T]:
+        """Run `coroutine` beside the handlers (a timer, a slow lookup). The client owns the
+        task: an error is logged, and `aclose()` (the end of `async with`) cancels it."""
+        return self._dispatcher.spawn(coroutine, name)

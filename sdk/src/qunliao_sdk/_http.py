@@ -13,8 +13,8 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError, code_for_status
-from qunliao.sdk.models import RetryPolicy
+from qunliao_sdk.errors import QunliaoConnectionError, QunliaoError, code_for_status
+from qunliao_sdk.models import RetryPolicy
 
 T = TypeVar("T")
 

@@ -6,11 +6,11 @@ import logging
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 
-from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError
-from qunliao.sdk.models import JSONDict, RetryPolicy
-from qunliao.sdk.websocket import WebSocketConnection, frame_key
+from qunliao_sdk.errors import QunliaoConnectionError, QunliaoError
+from qunliao_sdk.models import JSONDict, RetryPolicy
+from qunliao_sdk.websocket import WebSocketConnection, frame_key
 
-logger = logging.getLogger("qunliao.sdk")
+logger = logging.getLogger("qunliao_sdk")
 
 
 class _RecentKeys:

@@ -13,11 +13,11 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from qunliao.sdk._http import new_txn_id
-from qunliao.sdk.errors import QunliaoConnectionError, QunliaoError, code_for_status
-from qunliao.sdk.models import JSONDict, SendResult
+from qunliao_sdk._http import new_txn_id
+from qunliao_sdk.errors import QunliaoConnectionError, QunliaoError, code_for_status
+from qunliao_sdk.models import JSONDict, SendResult
 
-logger = logging.getLogger("qunliao.sdk")
+logger = logging.getLogger("qunliao_sdk")
 
 CLOSE_UNAUTHORIZED = 4401  # token bad or revoked: log in again
 CLOSE_TOO_SLOW = 4008  # we read too slowly; the reason carries since=<token>
@@ -69,8 +69,16 @@ class WebSocketConnection:
     malformed frame) are logged and kept in `unmatched_errors`.
     """
 
-    def __init__(self, url: str, *, timeout: float = 10.0, max_size: int | None = 4 * 2**20):
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        max_size: int | None = 4 * 2**20,
+        headers: dict[str, str] | None = None,
+    ):
         self._url = url
+        self._headers = dict(headers or {})  # the token travels here, never in the URL
         self.timeout = timeout
         self._max_size = max_size
         self._conn: ClientConnection | None = None
@@ -110,6 +118,8 @@ class WebSocketConnection:
                 open_timeout=self.timeout,
                 close_timeout=min(self.timeout, 5.0),
                 max_size=self._max_size,
+                additional_headers=self._headers,
+                user_agent_header="qunliao-sdk",
             )
         except InvalidStatus as exc:
             raise _handshake_error(exc) from exc

@@ -17,16 +17,31 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple, TypeVar
+from typing import Any, ClassVar, Literal, NamedTuple, Protocol, TypeVar
+
+from qunliao_sdk.models import SendResult
 
 EVENT_TYPES: dict[str, type[Event]] = {}
 """Wire `type` → event class. Filled by `register_event_type`; read by `decode_event`."""
 
-_REST = "qunliao.sdk.rest"  # field metadata: this dict collects the keys no other field takes
+_REST = "qunliao_sdk.rest"  # field metadata: this dict collects the keys no other field takes
 _ENVELOPE = frozenset({"type", "at"})  # never part of a "rest" dict
 _FIELDS = "__dataclass_fields__"  # in the class's own __dict__ only when @dataclass made it
 
 E = TypeVar("E", bound="Event")
+
+
+class Replier(Protocol):
+    """What an event needs to answer: `Client.send_text` (a Client, or a test's fake)."""
+
+    async def send_text(
+        self,
+        conversation_id: str,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        mentions: list[str] | Literal["all"] | None = None,
+    ) -> SendResult: ...
 
 
 class _Malformed(Exception):
@@ -38,8 +53,9 @@ class Event:
     """What every event has: the base of `StoredEvent`, `StateEvent` and `UnknownEvent`.
 
     `token` is the resume token pushed with stored events (None in history and state); `raw`
-    is the JSON the event came from, kept for fields this SDK does not know yet (not part of
-    `==` or `repr`).
+    is the JSON the event came from, kept for fields this SDK does not know yet; `client` is
+    the client that received it (set by `Client.run` handlers and `decode_event(..., client=)`),
+    which `reply` uses. Neither `raw` nor `client` is part of `==` or `repr`.
     """
 
     TYPE: ClassVar[str]
@@ -48,6 +64,25 @@ class Event:
     seq: int | None = None
     token: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    client: Replier | None = field(default=None, compare=False, repr=False)
+
+    async def reply(
+        self, text: str, *, mentions: list[str] | Literal["all"] | None = None
+    ) -> SendResult:
+        """Send `text` to this event's conversation (for a message: as a reply to it)."""
+        if self.client is None:
+            raise RuntimeError(
+                "this event has no client: decode it with decode_event(..., client=)"
+            )
+        if self.conversation_id is None:
+            raise RuntimeError(f"a {type(self).__name__} has no conversation to reply in")
+        reply_to = getattr(self, "message_id", None)
+        return await self.client.send_text(
+            self.conversation_id,
+            text,
+            reply_to=reply_to if isinstance(reply_to, str) else None,
+            mentions=mentions,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,7 +122,7 @@ def register_event_type(cls: type[E], *, replace: bool = False) -> type[E]:
     registered to another class raises ValueError unless `replace=True`.
     """
     if not (isinstance(cls, type) and issubclass(cls, Event) and _FIELDS in cls.__dict__):
-        raise TypeError(f"{cls!r} is not a dataclass subclass of qunliao.sdk.Event")
+        raise TypeError(f"{cls!r} is not a dataclass subclass of qunliao_sdk.Event")
     name = getattr(cls, "TYPE", None)
     if not isinstance(name, str) or not name:
         raise TypeError(f"{cls.__name__} needs its wire type in `TYPE: ClassVar[str] = ...`")
@@ -99,8 +134,10 @@ def register_event_type(cls: type[E], *, replace: bool = False) -> type[E]:
     return cls
 
 
-def decode_event(data: object) -> Event:
+def decode_event(data: object, *, client: Replier | None = None) -> Event:
     """The typed event for one JSON event (sync, `listen()`, `ws.events()`); never raises.
+
+    With `client`, `event.reply(text)` answers through it.
 
     The registered class for `data["type"]` is built from the fields it declares: keys it does
     not declare are ignored, a missing field whose type allows None is None. A required field
@@ -108,18 +145,18 @@ def decode_event(data: object) -> Event:
     or a ValueError from the class's own `__post_init__` gives an `UnknownEvent`.
     """
     if not isinstance(data, dict):
-        return UnknownEvent(type=None, reason="not a JSON object", raw=data)
+        return UnknownEvent(type=None, reason="not a JSON object", raw=data, client=client)
     kind = data.get("type")
     cls = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        return _unknown(data, None)
+        return _unknown(data, None, client)
     try:
-        return cls(**_arguments(cls, data), raw=data)
+        return cls(**_arguments(cls, data), raw=data, client=client)
     except (_Malformed, ValueError) as exc:  # ValueError: a class's own __post_init__ refused
-        return _unknown(data, str(exc))
+        return _unknown(data, str(exc), client)
 
 
-def _unknown(data: dict[str, Any], reason: str | None) -> UnknownEvent:
+def _unknown(data: dict[str, Any], reason: str | None, client: Replier | None) -> UnknownEvent:
     def taken(key: str, kind: type) -> Any:
         value = data.get(key)
         return value if isinstance(value, kind) and not isinstance(value, bool) else None
@@ -131,6 +168,7 @@ def _unknown(data: dict[str, Any], reason: str | None) -> UnknownEvent:
         token=taken("token", str),
         reason=reason,
         raw=data,
+        client=client,
     )
 
 
@@ -183,7 +221,7 @@ def _read_fields(cls: type[Event]) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(cls)
     specs = []
     for f in dataclasses.fields(cls):
-        if not f.init or f.name == "raw":
+        if not f.init or f.name in ("raw", "client"):
             continue
         hint = hints[f.name]
         has_default = f.default is not dataclasses.MISSING or (
@@ -260,6 +298,18 @@ class Message(StoredEvent):
     mentions: list[str] = field(default_factory=list)  # user ids, or ["all"]
     edited_at: int | None = None
     recalled_at: int | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The text of a text message; None for other kinds and once recalled."""
+        if self.msg_type != "text" or self.body is None:
+            return None
+        text = self.body.get("text")
+        return text if isinstance(text, str) else None
+
+
+MessageEvent = Message
+"""The name the handler style reads best with: `@client.on(MessageEvent)`."""
 
 
 @register_event_type
