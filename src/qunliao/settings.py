@@ -100,8 +100,9 @@ class Settings(BaseSettings):
     @field_validator("metrics_token")
     @classmethod
     def _check_metrics_token(cls, value: str) -> str:
-        if value != value.strip() or any(not ch.isprintable() for ch in value):
-            raise ValueError("metrics_token must be printable, without surrounding spaces")
+        # It travels in an HTTP header: visible ASCII only.
+        if not all("!" <= ch <= "~" for ch in value):
+            raise ValueError("metrics_token must be visible ASCII characters, without spaces")
         return value
 
     @field_validator("database_url")
