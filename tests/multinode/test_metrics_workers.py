@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import orjson
 import pytest
 
 from qunliao.metrics_workers import DIR_VARIABLE, SNAPSHOT_INTERVAL_S, read_snapshots
-from tests.e2e.helpers import ServerProcess, free_port
+from tests.e2e.helpers import ServerProcess, database, free_port
 
 from .support import BusServer, cluster
 from .test_workers import children
@@ -175,3 +176,32 @@ async def test_the_token_scrape_covers_every_worker(tmp_path: Path) -> None:
                 *(http.get(server.url + "/metrics", headers=scrape) for _ in range(8))
             )
         assert {total(a.text) for a in answers} == {sent}
+
+
+def own_snapshots(pid: int) -> list[Path]:
+    """The snapshot a one-process `qunliao serve` writes (named by its pid) in its directory."""
+    return list(Path(tempfile.gettempdir()).glob(f"qunliao-metrics-*/{pid}.metrics.json"))
+
+
+async def test_one_worker_with_metrics_listen_cleans_up_on_sigterm(tmp_path: Path) -> None:
+    """Without --workers the listener runs in the serving process itself; SIGTERM (after which
+    uvicorn re-raises the signal to die of it) still removes the snapshot directory."""
+    metrics_port = free_port()
+    with database("sqlite", tmp_path) as url:
+        server = ServerProcess(
+            url, tmp_path, env={"QUNLIAO_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"}
+        )
+        try:
+            await asyncio.to_thread(server.start)
+            assert server.proc is not None
+            async with httpx.AsyncClient(timeout=5) as http:
+                for _ in range(3):
+                    assert (await http.get(server.url + ROUTE)).status_code == 401
+                assert (await http.get(server.url + "/metrics")).status_code == 404
+            text = await scrape_until(f"http://127.0.0.1:{metrics_port}/metrics", 3)
+            assert total(text) == 3 and gauge(text, "qunliao_workers") == 1
+            snapshots = own_snapshots(server.proc.pid)
+            assert len(snapshots) == 1
+        finally:
+            await asyncio.to_thread(server.stop)
+    assert not own_snapshots(server.proc.pid), "qunliao serve removes its metrics directory"
