@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -22,7 +26,14 @@ from qunliao import __version__
 from qunliao.core.clock import Clock, SystemClock
 from qunliao.core.errors import ApiError
 from qunliao.core.events import StoredEvent
-from qunliao.core.http import PRINCIPAL_SCOPE_KEY, allowed_methods, bearer_token, has_nul, ok
+from qunliao.core.http import (
+    PRINCIPAL_SCOPE_KEY,
+    allowed_methods,
+    bearer_token,
+    errors,
+    has_nul,
+    ok,
+)
 from qunliao.core.ids import IdGenerator
 from qunliao.core.openapi import install_openapi
 from qunliao.core.principal import Principal
@@ -40,6 +51,7 @@ from qunliao.features import (
 )
 from qunliao.features.wiring import Step, Wiring
 from qunliao.metrics import Metrics
+from qunliao.observe import ObserveRequests
 from qunliao.realtime.asgi_socket import WebSocketFastPath
 from qunliao.realtime.bus import make_bus
 from qunliao.realtime.connections import GATE_KEY, ConnectionGate
@@ -263,8 +275,11 @@ def _register_readings(metrics: Metrics, hub: Hub, gateway: Gateway) -> None:
                   lambda: gateway.connections)  # fmt: skip
     metrics.counter("qunliao_ws_refused", "WebSocket connections refused by the limits",
                     lambda: gateway.refused)  # fmt: skip
-    metrics.gauge("qunliao_bus_healthy", "1 while the bus is connected", lambda: hub.bus_healthy)
-    metrics.gauge("qunliao_hub_position", "Last global position delivered", lambda: hub.pos)
+    # Across workers: 0 when any worker has lost the bus; the furthest position delivered.
+    metrics.gauge("qunliao_bus_healthy", "1 while the bus is connected", lambda: hub.bus_healthy,
+                  merge="min")  # fmt: skip
+    metrics.gauge("qunliao_hub_position", "Last global position delivered", lambda: hub.pos,
+                  merge="max")  # fmt: skip
 
 
 def frame_budget(settings: Settings) -> tuple[float, float]:
@@ -276,9 +291,16 @@ def frame_budget(settings: Settings) -> tuple[float, float]:
 
 
 def create_app(
-    settings: Settings, *, services: Services | None = None, auto_migrate: bool = True
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    auto_migrate: bool = True,
+    metrics_dir: Path | None = None,
 ) -> FastAPI:
+    """`metrics_dir`: where `qunliao serve` gathers its workers' metrics (metrics_workers.py)."""
     svc = services or build_services(settings)
+    if metrics_dir is not None:
+        svc.metrics.share(metrics_dir)
     access_token = svc.wiring.access_token
     if access_token is None:
         raise LookupError("FEATURES must install accounts (who holds a token)")
@@ -308,6 +330,8 @@ def create_app(
                           lambda: gate.open)  # fmt: skip
         svc.metrics.counter("qunliao_connections_refused", "Connections refused by the caps",
                             lambda: gate.refused)  # fmt: skip
+        shared = svc.metrics.shared
+        publishing = asyncio.create_task(shared.run()) if shared is not None else None
         try:
             # uvicorn hands this state to each connection's protocol (realtime/fast_ws.py).
             yield {
@@ -315,6 +339,10 @@ def create_app(
                 GATE_KEY: gate,
             }
         finally:
+            if publishing is not None:
+                publishing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await publishing
             svc.gateway.close_all()
             await svc.gateway.stop()
             for step in reversed(svc.wiring.stops):
@@ -369,7 +397,9 @@ def create_app(
         if isinstance(already, Principal):
             return already
         token = bearer_token(request.headers.get("authorization", ""))
-        return await access_token(token)
+        principal = await access_token(token)
+        request.scope[PRINCIPAL_SCOPE_KEY] = principal  # for the access log
+        return principal
 
     @app.get("/healthz", tags=["health"], summary="Readiness: the database answers",
              responses={503: ok("not ready: the database does not answer")})  # fmt: skip
@@ -390,15 +420,30 @@ def create_app(
         # invite code (registration "invite") or is shut (registration "closed").
         return {"registration": settings.registration, "version": __version__}
 
+    metrics_token = settings.metrics_token.encode()
+
     @app.get(
         "/metrics",
         tags=["health"],
-        summary="Prometheus metrics of this process",
-        response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+        summary="Prometheus metrics of every worker (needs metrics_token)",
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"},
+            **errors(
+                401,
+                404,
+                s401="no or wrong `Authorization: Bearer` token",
+                s404="no metrics_token, or metrics_listen is set",
+            ),
+        },
     )
-    async def metrics() -> Response:
-        return Response(svc.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    async def metrics(request: Request) -> Response:
+        if settings.metrics_listen or not metrics_token:
+            raise ApiError("not_found", "Not Found")  # as for any unknown path
+        given = bearer_token(request.headers.get("authorization", "")) or ""
+        if not hmac.compare_digest(given.encode(), metrics_token):
+            raise ApiError("unauthorized", "/metrics needs Authorization: Bearer <metrics_token>")
+        # Reading the other workers' snapshots is file I/O: off the event loop.
+        return Response(await asyncio.to_thread(svc.metrics.render), media_type=CONTENT_TYPE_LATEST)
 
     for make_router in svc.wiring.routers:
         app.include_router(make_router(auth))
@@ -410,6 +455,13 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     # The WebSocket bypasses Starlette's per-message wrappers: it is the hot path.
     app.add_middleware(WebSocketFastPath, path=WS_PATH, handler=svc.gateway.endpoint)
+    # Outermost, so that answers given before routing (413, NUL bytes) are counted too.
+    app.add_middleware(
+        ObserveRequests,
+        metrics=svc.metrics,
+        log_requests=settings.access_log == "on",
+        proxies=settings.proxies(),
+    )
     mount_api_docs(app)
     mount_web_client(app)
     return app

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
+import shutil
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -35,6 +38,7 @@ users = typer.Typer(
 )
 admin.add_typer(users, name="users")
 console = Console(stderr=True)
+log = logging.getLogger("qunliao")
 
 DatabaseOpt = Annotated[
     str | None,
@@ -75,10 +79,14 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 def app_factory() -> Any:
     """Used by uvicorn (also in each worker process): settings come from the environment."""
     from qunliao.app import create_app
+    from qunliao.metrics_workers import DIR_VARIABLE
 
     settings = load_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings, auto_migrate=False)
+    metrics_dir = os.environ.get(DIR_VARIABLE)
+    app = create_app(
+        settings, auto_migrate=False, metrics_dir=Path(metrics_dir) if metrics_dir else None
+    )
     _tune_gc()
     return app
 
@@ -111,8 +119,6 @@ def serve(
     config: ConfigOpt = None,
 ) -> None:
     """Run the server (migrates the database first)."""
-    import uvicorn
-
     settings = _settings(
         config,
         host=host,
@@ -133,9 +139,71 @@ def serve(
     for name, value in settings.model_dump().items():
         os.environ[ENV_PREFIX + name.upper()] = str(value)
     configure_logging(settings.log_level, settings.log_format)
-    console.print(f"qunliao serving on http://{settings.host}:{settings.port}")
     failures = _WorkerFailures()
     logging.getLogger("uvicorn.error").addFilter(failures)
+    with _worker_metrics(settings):
+        log.info(
+            "qunliao serving on http://%s:%s (%d worker%s)",
+            settings.host, settings.port, settings.workers, "s" if settings.workers > 1 else "",
+        )  # fmt: skip
+        _run_uvicorn(settings)
+    if failures.seen:
+        # uvicorn's supervisor returns normally when a worker cannot start; say so, so that
+        # systemd's Restart=on-failure (and any script) sees the failure.
+        console.print("[red]error:[/red] a worker process failed to start")
+        raise typer.Exit(3)
+
+
+@contextlib.contextmanager
+def _worker_metrics(settings: Settings) -> Iterator[None]:
+    """With several workers or a metrics_listen address, the workers' numbers meet in a
+    directory of this process's own (metrics_workers.py), removed when it stops."""
+    from qunliao.metrics_workers import DIR_VARIABLE, start_listener, stop_listener
+
+    address = settings.metrics_address()
+    if settings.workers == 1 and address is None:
+        yield  # the one process answers /metrics from its own numbers
+        return
+    directory = Path(tempfile.mkdtemp(prefix="qunliao-metrics-"))
+    os.environ[DIR_VARIABLE] = str(directory)
+    _remove_before_sigterm(directory)
+    listener = None
+    try:
+        if address is not None:
+            try:
+                listener = start_listener(*address, directory)
+            except OSError as exc:
+                console.print(
+                    f"[red]error:[/red] cannot serve metrics on {settings.metrics_listen}: {exc}"
+                )
+                raise typer.Exit(2) from exc
+            log.info("metrics on http://%s/metrics", settings.metrics_listen)
+        yield
+    finally:
+        if listener is not None:
+            stop_listener(listener)
+        os.environ.pop(DIR_VARIABLE, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _remove_before_sigterm(directory: Path) -> None:
+    """A single-process uvicorn, once shut down by SIGTERM, raises the signal again with the
+    handler it found, to die of it: ours removes the directory first (no `finally` runs)."""
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def remove_then_die(signum: int, _frame: object) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+        signal.signal(signum, previous)
+        signal.raise_signal(signum)
+
+    signal.signal(signal.SIGTERM, remove_then_die)
+
+
+def _run_uvicorn(settings: Settings) -> None:
+    import uvicorn
+
     uvicorn.run(
         "qunliao.cli:app_factory",
         factory=True,
@@ -159,11 +227,6 @@ def serve(
             else "qunliao.realtime.connections:LimitedHttp"
         ),
     )
-    if failures.seen:
-        # uvicorn's supervisor returns normally when a worker cannot start; say so, so that
-        # systemd's Restart=on-failure (and any script) sees the failure.
-        console.print("[red]error:[/red] a worker process failed to start")
-        raise typer.Exit(3)
 
 
 class _WorkerFailures(logging.Filter):

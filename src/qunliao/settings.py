@@ -1,28 +1,44 @@
-"""Typed settings: defaults → qunliao.toml → QUNLIAO_* environment → command-line flags."""
+"""Typed settings (pydantic-settings): defaults → qunliao.toml → secrets directory →
+QUNLIAO_*_FILE → QUNLIAO_* environment → command-line flags."""
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+)
 
 from qunliao.core.addresses import TrustedProxies
 
 ENV_PREFIX = "QUNLIAO_"
+# Not settings themselves: where the settings come from.
+CONFIG_VARIABLE = ENV_PREFIX + "CONFIG"
+SECRETS_DIR_VARIABLE = ENV_PREFIX + "SECRETS_DIR"
+FILE_SUFFIX = "_FILE"
 
 
-class Settings(BaseModel):
-    """Every setting, with its default. docs/configuration.md documents each one."""
+class Settings(BaseSettings):
+    """Every setting, with its default. docs/configuration.md documents each one.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    `Settings(...)` holds exactly what it is given (code and tests); `load_settings()` reads the
+    file, the secrets and the environment."""
+
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    database_url: str = "sqlite:///qunliao-data/qunliao.db"
-    bus_url: str = "memory://"
+    # repr=False: a URL may hold a password, and settings objects end up in tracebacks.
+    database_url: str = Field("sqlite:///qunliao-data/qunliao.db", repr=False)
+    bus_url: str = Field("memory://", repr=False)
     workers: int = Field(1, ge=1, le=64)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
@@ -54,6 +70,42 @@ class Settings(BaseModel):
     # Seconds a session (device) may go unused before its token is refused; 0: never.
     session_idle_timeout: float = Field(0.0, ge=0, allow_inf_nan=False)
     websocket_engine: Literal["picows", "uvicorn"] = "picows"
+    # "host:port": /metrics is served there (by `qunliao serve`'s own process) and nowhere else.
+    metrics_listen: str = ""
+    # Without metrics_listen, the public /metrics answers `Authorization: Bearer <metrics_token>`
+    # only; with neither, it is 404.
+    metrics_token: str = Field("", repr=False)
+    access_log: Literal["on", "off"] = "on"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)  # the other sources are layered by load_settings()
+
+    def metrics_address(self) -> tuple[str, int] | None:
+        """`metrics_listen` as (host, port); None when it is not set."""
+        return parse_listen(self.metrics_listen) if self.metrics_listen else None
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _check_metrics_listen(cls, value: str) -> str:
+        if value:
+            parse_listen(value)
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _check_metrics_token(cls, value: str) -> str:
+        # It travels in an HTTP header: visible ASCII only.
+        if not all("!" <= ch <= "~" for ch in value):
+            raise ValueError("metrics_token must be visible ASCII characters, without spaces")
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -80,6 +132,18 @@ class Settings(BaseModel):
         return value
 
 
+def parse_listen(text: str) -> tuple[str, int]:
+    """`"127.0.0.1:9100"`, `"[::1]:9100"` or `":9100"` (every address) → (host, port)."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ValueError(f"{text!r} is not host:port (for example 127.0.0.1:9100)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as [::1]:9100")
+    return host or "0.0.0.0", int(port)
+
+
 def _from_toml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
@@ -90,13 +154,37 @@ def _from_toml(path: Path) -> dict[str, Any]:
     return dict(section)
 
 
-def _from_env(environ: dict[str, str]) -> dict[str, Any]:
+def _from_secrets_dir(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Files named like the variables (`qunliao_database_url`) in QUNLIAO_SECRETS_DIR, as
+    Docker and Kubernetes mount secrets."""
+    directory = environ.get(SECRETS_DIR_VARIABLE)
+    if not directory:
+        return {}
+    if not Path(directory).is_dir():
+        raise ValueError(f"{SECRETS_DIR_VARIABLE}={directory} is not a directory")
+    return dict(SecretsSettingsSource(Settings, secrets_dir=directory)())
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """QUNLIAO_<NAME>, else the contents of the file QUNLIAO_<NAME>_FILE names (so a password
+    need not sit in the TOML file or in the unit file's environment)."""
     found: dict[str, Any] = {}
     for name in Settings.model_fields:
-        value = environ.get(ENV_PREFIX + name.upper())
+        variable = ENV_PREFIX + name.upper()
+        value = environ.get(variable)
         if value is not None:
             found[name] = value
+        elif (path := environ.get(variable + FILE_SUFFIX)) is not None:
+            found[name] = _read_value_file(variable + FILE_SUFFIX, path)
     return found
+
+
+def _read_value_file(variable: str, path: str) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{variable}: cannot read {path}: {exc}") from exc
+    return text.rstrip("\r\n")  # echo > file adds a newline; a value never ends with one
 
 
 def load_settings(
@@ -107,13 +195,14 @@ def load_settings(
 ) -> Settings:
     """Layer the sources; later ones win. A bad value raises ValueError naming the setting."""
     env = dict(os.environ if environ is None else environ)
-    path = config_path or Path(env.get(ENV_PREFIX + "CONFIG", "qunliao.toml"))
+    path = config_path or Path(env.get(CONFIG_VARIABLE, "qunliao.toml"))
     merged: dict[str, Any] = {}
     merged.update(_from_toml(path))
+    merged.update(_from_secrets_dir(env))
     merged.update(_from_env(env))
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return Settings.model_validate(merged)
+        return Settings(**merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()

@@ -10,7 +10,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from qunliao.app import create_app
 from qunliao.settings import Settings
-from tests.support.app import Harness
+from tests.support.app import Harness, running_app
 
 
 async def test_healthz_reports_database_and_bus(h: Harness) -> None:
@@ -20,12 +20,15 @@ async def test_healthz_reports_database_and_bus(h: Harness) -> None:
     assert body["status"] == "ok" and body["bus"] == {"kind": "memory", "healthy": True}
 
 
-async def test_metrics_count_messages_and_batches(h: Harness) -> None:
-    alice, bob = await h.user("alice"), await h.user("bob")
-    conversation = await h.direct(alice, bob)
-    for i in range(3):
-        await h.send(alice, conversation, f"m{i}")
-    text = (await h.client.get("/metrics")).text
+async def test_metrics_count_messages_and_batches(tmp_path: Path) -> None:
+    token = "scrape-令牌-0123456789".encode().hex()
+    async with running_app(f"sqlite:///{tmp_path / 'q.db'}", metrics_token=token) as h:
+        alice, bob = await h.user("alice"), await h.user("bob")
+        conversation = await h.direct(alice, bob)
+        for i in range(3):
+            await h.send(alice, conversation, f"m{i}")
+        answer = await h.client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    text = answer.text
     assert "qunliao_messages_committed_total 3.0" in text
     assert "qunliao_commit_batch_size_count" in text
     assert "qunliao_ws_connections 0.0" in text

@@ -162,6 +162,9 @@ class AccountService:
         async with self._db.read() as conn:
             user = await store.user_by_name(conn, username)
         if not await self._verify(user.password_hash if user else None, password) or user is None:
+            # For the operator (and fail2ban): who was tried, from where; never the password.
+            log.warning("login failed for %r from %s", username, address or "-",
+                        extra={"username": username, "client": address})  # fmt: skip
             raise unauthorized("wrong username or password")
         if attempt is not None:
             await attempt.succeeded()
