@@ -161,6 +161,8 @@ STATE_DEPENDENT_400 = {
     "POST /api/v1/conversations/{conversation_id}/messages",
     "POST /api/v1/conversations/{conversation_id}/read",  # seq beyond the last_seq
     "GET /api/v1/sync",  # since: an opaque token the server gave
+    "GET /api/v1/admin/users",  # cursor: the same
+    "GET /api/v1/admin/audit",  # cursor: the same
 }
 
 

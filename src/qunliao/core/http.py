@@ -72,6 +72,11 @@ def _check_text(value: Any) -> None:
             _check_text(item)
 
 
+# A new password as the accounts service checks it: 8 characters at least, 1024 bytes of UTF-8
+# at most (256 characters always fit).
+Password = Annotated[str, Field(min_length=8, max_length=256)]
+
+
 def integral(value: Any) -> Any:
     """5.0 as 5 (JSON Schema's "integer" includes it); any other value as it is."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
@@ -81,6 +86,11 @@ def integral(value: Any) -> Any:
 # Schema's "integer" includes it, and a client's JSON library may write it so. 5.5, "5" and true
 # stay refused. (The bounds sit inside the validator so that /openapi.json shows them.)
 WholeNumber = Annotated[Annotated[int, Field(ge=0, le=2**62)], BeforeValidator(integral)]
+
+
+def whole_number(low: int, high: int) -> Any:
+    """A WholeNumber with other bounds (a count, a number of seconds)."""
+    return Annotated[Annotated[int, Field(ge=low, le=high)], BeforeValidator(integral)]
 
 
 class Body(BaseModel):

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import Field
 
 from qunliao.core.addresses import TrustedProxies, client_address
-from qunliao.core.http import NAME, AuthDependency, Body, errors
+from qunliao.core.http import NAME, AuthDependency, Body, Password, errors, whole_number
 from qunliao.core.principal import Principal
 from qunliao.features.accounts.invites import MAX_EXPIRES_IN_S, MAX_USES, Invites
 from qunliao.features.accounts.service import USERNAME, AccountService
@@ -21,8 +21,8 @@ class NewAccount(Body):
 
 
 class NewInvite(Body):
-    uses: int = Field(1, ge=1, le=MAX_USES)
-    expires_in_s: int | None = Field(None, ge=1, le=MAX_EXPIRES_IN_S)
+    uses: whole_number(1, MAX_USES) = 1  # type: ignore[valid-type]
+    expires_in_s: whole_number(1, MAX_EXPIRES_IN_S) | None = None  # type: ignore[valid-type]
 
 
 class NewSession(Body):
@@ -37,7 +37,7 @@ class ProfileUpdate(Body):
 
 class PasswordChange(Body):
     current_password: str = Field(max_length=1024)
-    new_password: str = Field(max_length=1024)
+    new_password: Password
 
 
 def router(

@@ -4,9 +4,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import Field
 
-from qunliao.core.http import AuthDependency, Body, errors
+from qunliao.core.http import AuthDependency, Body, Password, errors
 from qunliao.core.principal import Principal
 from qunliao.features.admin.service import AdminService
 
@@ -16,7 +15,7 @@ ON_USER = errors(403, 404, s403="the caller is not a server admin", s404="no suc
 
 
 class NewPassword(Body):
-    new_password: str = Field(max_length=1024)
+    new_password: Password
 
 
 def admin_dependency(
