@@ -1,4 +1,5 @@
-"""`qunliao serve | migrate | admin …` — every flag also reads QUNLIAO_* and qunliao.toml."""
+"""`qunliao serve | migrate | admin … | export`: every flag also reads QUNLIAO_* and
+qunliao.toml."""
 
 from __future__ import annotations
 
@@ -652,6 +653,81 @@ def revoke_invite(
     settings = _settings(config, database_url=database_url)
     invite_id = _run_invites(settings, lambda invites: invites.do_revoke(invite, by_code=True))
     typer.echo(f"revoked {invite_id}")
+
+
+@cli.command("export")
+def export(
+    out: Annotated[
+        Path, typer.Option("--out", help="directory to write into (created if missing)")
+    ],
+    user: Annotated[
+        str | None, typer.Option("--user", help="USERNAME: every conversation they are in")
+    ] = None,
+    conversation: Annotated[
+        str | None, typer.Option("--conversation", help="ID: all of one conversation")
+    ] = None,
+    database_url: DatabaseOpt = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export a user's data ("download my data") or one conversation: JSON (index.json and one
+    file per conversation) and a self-contained index.html. Only reads; the server may run."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from qunliao.app import build_services
+    from qunliao.core.errors import ApiError
+    from qunliao.features.messages import Exporter
+
+    if (user is None) == (conversation is None):
+        console.print("[red]error:[/red] give exactly one of --user USERNAME, --conversation ID")
+        raise typer.Exit(2)
+    if out.exists() and not out.is_dir():
+        console.print(f"[red]error:[/red] --out {out} exists and is not a directory")
+        raise typer.Exit(2)
+    settings = _settings(config, database_url=database_url)
+
+    async def run() -> dict[str, Any]:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        services = build_services(settings)
+        await services.db.start()
+        try:
+            exporter = services.need(Exporter)
+            scope = await (
+                exporter.user_scope(user) if user is not None
+                else exporter.conversation_scope(str(conversation))
+            )  # fmt: skip
+            columns = (
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[messages]} messages"),
+            )  # fmt: skip
+            with Progress(*columns, console=console) as bar:
+                task = bar.add_task("conversations", total=len(scope.conversations), messages=0)
+                counts: dict[int, int] = {}
+
+                def progress(number: int, label: str, read: int) -> None:
+                    counts[number] = read
+                    bar.update(task, completed=number, description=label[:40],
+                               messages=sum(counts.values()))  # fmt: skip
+
+                index = await exporter.write(scope, out, progress)
+                bar.update(task, completed=len(scope.conversations), description="done")
+            return index
+        finally:
+            await services.db.close()
+
+    try:
+        index = asyncio.run(run())
+    except ApiError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+    except SQLAlchemyError as exc:
+        console.print(f"[red]error:[/red] reading the database failed (is it migrated?): {exc}")
+        raise typer.Exit(1) from exc
+    messages = sum(c["message_count"] for c in index["conversations"])
+    typer.echo(
+        f"exported {len(index['conversations'])} conversation(s), {messages} message(s) "
+        f"to {out} (index.json, index.html)"
+    )
 
 
 def main() -> None:

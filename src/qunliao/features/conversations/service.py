@@ -360,6 +360,31 @@ class ConversationService:
         async with self._db.read() as conn:
             return await members.list_members(conn, conversation_id)
 
+    # ---------------------------------------------------------------- exports (operators)
+
+    async def memberships_of_user(self, user_id: str) -> list[tuple[dict[str, Any], Member]]:
+        """Every conversation the user belongs or belonged to, with their membership (whose
+        span is what they may read), oldest first. For operator tools: no caller is checked."""
+        async with self._db.read() as conn:
+            ids = [span.stream_id for span in await members.user_spans(conn, user_id)]
+            mine = await members.memberships_of(conn, user_id, ids)
+            rows = await store.get_many(conn, ids)
+        found = [(rows[c], mine[c]) for c in ids if c in rows and c in mine]
+        found.sort(key=lambda pair: (pair[0]["created_at"], pair[0]["conversation_id"]))
+        return found
+
+    async def conversation_with_members(
+        self, conversation_id: str
+    ) -> tuple[dict[str, Any], list[Member]]:
+        """A conversation and everyone who is or was in it; 404 if it does not exist. For
+        operator tools: no caller is checked."""
+        async with self._db.read() as conn:
+            row = await store.get(conn, conversation_id)
+            if row is None:
+                raise not_found(f"conversation {conversation_id} does not exist")
+            everyone = await members.list_members(conn, conversation_id, active_only=False)
+        return row, everyone
+
     async def do_advance_read(self, caller: Principal, conversation_id: str, seq: int) -> bool:
         """Move the caller's read position forward (never back); True if it moved."""
         async with self._db.write() as tx:

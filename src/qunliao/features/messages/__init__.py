@@ -2,9 +2,11 @@
 
 from functools import partial
 
+from qunliao.features.accounts import AccountService
 from qunliao.features.contacts import ContactService
 from qunliao.features.conversations import ConversationService
 from qunliao.features.messages import api
+from qunliao.features.messages.export import Exporter
 from qunliao.features.messages.service import MessageService, same_send
 from qunliao.features.wiring import Wiring
 from qunliao.storage.group_commit import GroupCommit
@@ -33,7 +35,11 @@ def install(wiring: Wiring) -> None:
         edit_window_s=settings.edit_window_s,
     )  # fmt: skip
     messages.register(wiring.registry)
+    wiring.provide(
+        Exporter(messages, wiring.need(ConversationService), wiring.need(AccountService),
+                 wiring.clock)
+    )  # fmt: skip
     wiring.routers.append(partial(api.router, messages))
 
 
-__all__ = ["install"]
+__all__ = ["Exporter", "install"]

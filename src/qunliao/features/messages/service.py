@@ -297,6 +297,16 @@ class MessageService:
             found = await store.history(conn, span, before_seq=before_seq, limit=limit)
         return [message_json(e) for e in found]
 
+    async def messages_within(
+        self, span: Span, before_seq: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """A page of the messages a reader of `span` sees, newest first (recalled ones as
+        recalled, edited ones as their latest text). For operator exports: no caller is
+        checked, the span is the scope."""
+        async with self._db.read() as conn:
+            found = await store.history(conn, span, before_seq=before_seq, limit=limit)
+        return [message_json(e) for e in found]
+
     async def get_message(
         self, caller: Principal, conversation_id: str, message_id: str
     ) -> dict[str, Any]:
