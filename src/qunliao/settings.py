@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # only; with neither, it is 404.
     metrics_token: str = Field("", repr=False)
     access_log: Literal["on", "off"] = "on"
+    # Where users' own exports (POST /api/v1/me/export) are written; "" : `exports` beside the
+    # SQLite database, or ./qunliao-data/exports with PostgreSQL.
+    export_dir: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -87,6 +90,14 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)  # the other sources are layered by load_settings()
+
+    def export_path(self) -> Path:
+        """The folder of users' exports (`export_dir`, or its default)."""
+        if self.export_dir:
+            return Path(self.export_dir)
+        if self.database_url.startswith("sqlite:///"):
+            return Path(self.database_url[len("sqlite:///") :]).parent / "exports"
+        return Path("qunliao-data") / "exports"
 
     def metrics_address(self) -> tuple[str, int] | None:
         """`metrics_listen` as (host, port); None when it is not set."""

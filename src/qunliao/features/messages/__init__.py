@@ -7,6 +7,7 @@ from qunliao.features.contacts import ContactService
 from qunliao.features.conversations import ConversationService
 from qunliao.features.messages import api
 from qunliao.features.messages.export import Exporter
+from qunliao.features.messages.export_jobs import ExportJobs
 from qunliao.features.messages.service import MessageService, same_send
 from qunliao.features.wiring import Wiring
 from qunliao.storage.group_commit import GroupCommit
@@ -35,10 +36,13 @@ def install(wiring: Wiring) -> None:
         edit_window_s=settings.edit_window_s,
     )  # fmt: skip
     messages.register(wiring.registry)
-    wiring.provide(
+    exporter = wiring.provide(
         Exporter(messages, wiring.need(ConversationService), wiring.need(AccountService),
                  wiring.clock)
     )  # fmt: skip
+    jobs = ExportJobs(exporter, settings.export_path(), wiring.clock)
+    wiring.stops.append(jobs.stop)
+    wiring.routers.append(partial(api.export_router, jobs))
     wiring.routers.append(partial(api.router, messages))
 
 

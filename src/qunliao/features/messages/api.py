@@ -3,11 +3,12 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from pydantic import Field
 
 from qunliao.core.http import NOT_BLANK, AuthDependency, Body, WholeNumber, errors, ok
 from qunliao.core.principal import Principal
+from qunliao.features.messages.export_jobs import ExportJobs
 from qunliao.features.messages.service import (
     MAX_MENTIONS,
     MAX_TEXT_BYTES,
@@ -114,5 +115,40 @@ def router(messages: MessageService, auth: AuthDependency) -> APIRouter:
     async def typing(conversation_id: str, body: Typing, caller: Caller) -> Response:
         await messages.do_typing(caller, conversation_id, body.typing)
         return Response(status_code=204)
+
+    return api
+
+
+def export_router(jobs: ExportJobs, auth: AuthDependency) -> APIRouter:
+    """A user's own data export ("download my data"): a job, then a link to its zip."""
+    api = APIRouter(prefix="/api/v1/me/export", tags=["export"])
+    Caller = Annotated[Principal, Depends(auth)]
+
+    @api.post("", status_code=202, summary="Export my data (a job; poll its state)")
+    async def start_export(caller: Caller) -> dict[str, str]:
+        return {"export_id": await jobs.do_start(caller)}
+
+    @api.get("/{export_id}", summary="The state of my export, and its link when ready",
+             responses=errors(404, s404="no such export of mine"))  # fmt: skip
+    async def export_state(export_id: str, caller: Caller) -> dict[str, Any]:
+        found = await jobs.state(caller, export_id)
+        if found["state"] == "ready":
+            found["url"] = f"/api/v1/me/export/{export_id}/download"
+        return found
+
+    @api.get(
+        "/{export_id}/download",
+        summary="Download my export (a zip: JSON and an HTML page)",
+        response_class=FileResponse,
+        responses={
+            200: {"description": "the zip", "content": {"application/zip": {}}},
+            **errors(404, s404="no such export of mine, or not ready"),
+        },
+    )
+    async def download_export(export_id: str, caller: Caller) -> FileResponse:
+        archive = await jobs.archive(caller, export_id)
+        return FileResponse(
+            archive, media_type="application/zip", filename=f"qunliao-export-{export_id}.zip"
+        )
 
     return api

@@ -61,7 +61,13 @@ class Exporter:
 
     async def user_scope(self, username: str) -> Scope:
         """The user's conversations as they see them; 404 for an unknown username."""
-        user = await self._accounts.account_named(username)
+        return await self._scope_of(await self._accounts.account_named(username))
+
+    async def user_scope_by_id(self, user_id: str) -> Scope:
+        """The same, by user id (a user's own export)."""
+        return await self._scope_of(await self._accounts.account(user_id))
+
+    async def _scope_of(self, user: dict[str, Any]) -> Scope:
         user_id = str(user["user_id"])
         found = await self._conversations.memberships_of_user(user_id)
         return Scope(
