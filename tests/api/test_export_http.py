@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from qunliao.features.messages.export_jobs import STALE_AFTER_MS, state_on_disk
 from tests.support.app import Account, Harness, running_app
 from tests.support.services import database_url
 
@@ -89,3 +90,17 @@ async def test_my_export(hx: Harness) -> None:
     assert (await ready(h, alice, newer))["state"] == "ready"
     r = await h.call(alice, "GET", f"/api/v1/me/export/{export_id}")
     assert r.status_code == 404
+
+
+def test_export_states_on_disk(tmp_path: Path) -> None:
+    """What any worker reads from an export's folder (a job that died counts as failed)."""
+    where = tmp_path / "u_1" / "x_abc"
+    assert state_on_disk(where, 10_000_000) is None
+    where.mkdir(parents=True)
+    (where / "running").write_text("10000000")
+    assert state_on_disk(where, 10_000_000 + STALE_AFTER_MS - 1) == "running"
+    assert state_on_disk(where, 10_000_000 + STALE_AFTER_MS) == "failed"
+    (where / "running").write_text("garbage")
+    assert state_on_disk(where, 10_000_000) == "failed"
+    (where / "export.zip").write_bytes(b"PK")
+    assert state_on_disk(where, 10_000_000) == "ready"

@@ -65,7 +65,7 @@ class ExportJobs:
     async def state(self, caller: Principal, export_id: str) -> dict[str, Any]:
         """`{"state": "running" | "ready" | "failed"}`; 404 unless it is the caller's."""
         where = self._folder(caller, export_id)
-        found = await asyncio.to_thread(_state, where, self._clock.now_ms())
+        found = await asyncio.to_thread(state_on_disk, where, self._clock.now_ms())
         if found is None:
             raise not_found(f"export {export_id} does not exist")
         return {"export_id": export_id, "state": found}
@@ -73,7 +73,7 @@ class ExportJobs:
     async def archive(self, caller: Principal, export_id: str) -> Path:
         """The ready zip of one of the caller's exports; 404 otherwise."""
         where = self._folder(caller, export_id)
-        if await asyncio.to_thread(_state, where, self._clock.now_ms()) != "ready":
+        if await asyncio.to_thread(state_on_disk, where, self._clock.now_ms()) != "ready":
             raise not_found(f"export {export_id} is not ready or does not exist")
         return where / ARCHIVE
 
@@ -93,7 +93,7 @@ def _running_in(folder: Path, now_ms: int) -> str | None:
     if not folder.is_dir():
         return None
     for export in folder.iterdir():
-        if _state(export, now_ms) == "running":
+        if state_on_disk(export, now_ms) == "running":
             return export.name
     return None
 
@@ -108,7 +108,7 @@ def _replace_previous(folder: Path, export_id: str, now_ms: int) -> None:
     (where / "running").write_text(str(now_ms))
 
 
-def _state(where: Path, now_ms: int) -> str | None:
+def state_on_disk(where: Path, now_ms: int) -> str | None:
     if (where / ARCHIVE).is_file():
         return "ready"
     if (where / "failed").exists():
