@@ -38,10 +38,10 @@ _names = itertools.count()
 _url_of_server: dict[str, str] = {}  # the served app's address → its database
 
 
-def _app(url: str) -> Any:
+def _app(url: str, export_dir: str = "") -> Any:
     # Limits are on in production and tested on their own (test_rate_limits.py); here every
     # example must reach its route, thousands of them from one address.
-    config = Settings(database_url=url, rate_limits="off")
+    config = Settings(database_url=url, rate_limits="off", export_dir=export_dir)
     cheap = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
     return create_app(config, services=build_services(config, password_hasher=cheap))
 
@@ -122,10 +122,13 @@ def _seed(url: str) -> Seeded:
         r = client.post("/api/v1/admin/invites", headers=auth, json={"uses": 3})
         assert r.status_code == 201, r.text
         invite_id = r.json()["invite_id"]
+        r = client.post("/api/v1/me/export", headers=auth)
+        assert r.status_code == 202, r.text
+        export_id = r.json()["export_id"]
     return Seeded(url, token, {
         "conversation_id": conversation_id, "message_id": message_id, "user_id": bob_id,
         "request_id": request_id, "device_id": spare_device, "invitation_id": invitation_id,
-        "invite_id": invite_id,
+        "invite_id": invite_id, "export_id": export_id,
     })  # fmt: skip
 
 
@@ -135,7 +138,8 @@ def seeded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     """The app served by uvicorn in a thread of this process, with seeded data."""
     tmp_path: Path = tmp_path_factory.mktemp(request.param)
     with database_url(request.param, tmp_path) as url:
-        server = uvicorn.Server(uvicorn.Config(_app(url), host="127.0.0.1", port=0,
+        app = _app(url, str(tmp_path / "exports"))
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
                                                log_level="warning", lifespan="on"))  # fmt: skip
         thread = threading.Thread(target=asyncio.run, args=(server.serve(),), daemon=True)
         thread.start()

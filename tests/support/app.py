@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -123,6 +124,14 @@ async def running_app(database_url: str, **settings: Any) -> AsyncIterator[Harne
     # Tests make many users from one address within a frozen minute; the tests of the limit
     # itself pass the real number.
     settings.setdefault("registrations_per_address_per_min", 1_000_000)
+    with tempfile.TemporaryDirectory(prefix="qunliao-exports-") as exports:
+        settings.setdefault("export_dir", exports)  # never under the work tree
+        async with _running_app(database_url, settings) as harness:
+            yield harness
+
+
+@asynccontextmanager
+async def _running_app(database_url: str, settings: dict[str, Any]) -> AsyncIterator[Harness]:
     config = Settings(database_url=database_url, **settings)
     clock = FakeClock()
     services = build_services(
