@@ -282,6 +282,15 @@ def _register_readings(metrics: Metrics, hub: Hub, gateway: Gateway) -> None:
                   merge="max")  # fmt: skip
 
 
+def _text_too_long(exc: RequestValidationError) -> bool:
+    """Only a message text over its length: the body's `text`, refused for length alone."""
+    errors = exc.errors()
+    return bool(errors) and all(
+        e.get("type") == "string_too_long" and tuple(e.get("loc", ()))[-2:] == ("body", "text")
+        for e in errors
+    )
+
+
 def frame_budget(settings: Settings) -> tuple[float, float]:
     """Frames per second (and in a burst) one WebSocket may send: twice the request limit,
     since reads and typing frames come with the sends. (0, 0) when rate limits are off."""
@@ -369,6 +378,8 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_request: Request, exc: RequestValidationError) -> Response:
+        if _text_too_long(exc):  # API.md: a message text too long is 413, not 400
+            return error_response(ApiError("too_large", "text is too long"))
         return error_response(ApiError("bad_request", _validation_message(exc)))
 
     @app.exception_handler(StarletteHTTPException)

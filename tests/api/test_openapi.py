@@ -26,7 +26,7 @@ import uvicorn
 from argon2 import PasswordHasher
 from hypothesis import HealthCheck, settings
 from schemathesis.core.parameters import ParameterLocation
-from schemathesis.specs.openapi.checks import positive_data_acceptance
+from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from qunliao.app import build_services, create_app
 from qunliao.cli import users_make_admin
@@ -189,6 +189,10 @@ def test_every_operation_answers_as_documented(case: Any, seeded: Seeded) -> Non
     excluded = []
     if response.status_code == 400 and f"{case.method} {case.path}" in STATE_DEPENDENT_400:
         excluded.append(positive_data_acceptance)
+    if response.status_code == 413:
+        # A rejection too: API.md answers a message text over 16 KiB with 413 too_large, which
+        # schemathesis does not count among the statuses that refuse schema-violating data.
+        excluded.append(negative_data_rejection)
     case.validate_response(response, headers=headers, excluded_checks=excluded)
 
 

@@ -158,6 +158,26 @@ def test_a_slow_body_is_cut_off_after_the_total_time_limit(server: ServerProcess
     assert TIMEOUT_S * 0.9 < elapsed < TIMEOUT_S * 3
 
 
+def test_blank_lines_do_not_hold_a_connection(server: ServerProcess) -> None:
+    """The parser skips CRLFs before a request without starting one, and each of them used to
+    stop uvicorn's keep-alive timer: a client could hold a slot forever (found in review)."""
+    with connect(server, new_address()) as sock:
+        started = time.monotonic()
+        reply = None
+        while time.monotonic() - started < TIMEOUT_S * 6:
+            try:
+                sock.sendall(b"\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                reply = b""
+                break
+            reply = closed(sock, 0.5)
+            if reply is not None:
+                break
+        elapsed = time.monotonic() - started
+    assert reply is not None, "blank lines kept the connection open"
+    assert elapsed < TIMEOUT_S * 5
+
+
 def test_a_body_refused_early_is_not_read_on(server: ServerProcess) -> None:
     """413 goes out after the first MiB; the remaining 63 MiB are not read (the connection
     closes a moment later instead), so a client cannot make the server swallow gigabytes."""

@@ -185,6 +185,7 @@ class LimitedHttp(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._slot = slot
         self._reading_head = False
+        self._in_message = False  # between on_message_begin and on_message_complete
         self._head_too_large = False
         self._head_bytes = 0  # of the head being read, as the parser hands it over
         self._head_start = 0  # where it began, in bytes received on this connection
@@ -209,6 +210,7 @@ class LimitedHttp(HttpToolsProtocol):
             if self._slot.over_cap:
                 self._early = b""  # hold the bytes until the request line shows /healthz
         super().connection_made(transport)
+        self._arm_deadline()  # a client that connects and says nothing is not kept either
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_deadline()
@@ -240,6 +242,10 @@ class LimitedHttp(HttpToolsProtocol):
             self._reading_head and self._received - self._head_start > HEAD_MAX
         ):
             self._refuse(HEAD_TOO_LARGE)
+        elif not self._in_message and (self.cycle is None or self.cycle.response_complete):
+            # Bytes that began no request (the parser skips blank lines) stopped uvicorn's
+            # keep-alive timer: the request time runs instead, so CRLFs cannot hold a slot.
+            self._arm_deadline()
 
     def handle_websocket_upgrade(self) -> None:
         if self._head_too_large:
@@ -255,11 +261,10 @@ class LimitedHttp(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._reading_head = True
+        self._reading_head = self._in_message = True
         self._head_start = self._chunk_start
         self._head_bytes = 0
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self._timeout_s, self._too_slow)
+        self._arm_deadline()
 
     def on_url(self, url: bytes) -> None:
         self._head_bytes += len(url)
@@ -294,11 +299,16 @@ class LimitedHttp(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._in_message = False
         self._stop_deadline()
         if not self._head_too_large:
             super().on_message_complete()
 
     # ------------------------------------------------------------ internals
+
+    def _arm_deadline(self) -> None:
+        if self._deadline is None and not self.transport.is_closing():
+            self._deadline = self.loop.call_later(self._timeout_s, self._too_slow)
 
     def _stop_deadline(self) -> None:
         if self._deadline is not None:
