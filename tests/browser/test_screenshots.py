@@ -6,6 +6,8 @@ the layouts (nothing overflows at 360 px, CJK text renders with the Noto CJK fon
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, ViewportSize, expect
@@ -23,7 +25,14 @@ from .helpers import (
     start_chat,
 )
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# docs/screenshots is refreshed on purpose (QUNLIAO_UPDATE_SCREENSHOTS=1); an ordinary test run
+# takes them into a temporary directory and leaves the work tree as it was.
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+SHOTS = (
+    DOCS_SHOTS
+    if os.environ.get("QUNLIAO_UPDATE_SCREENSHOTS") == "1"
+    else Path(tempfile.mkdtemp(prefix="qunliao-screenshots-"))
+)
 GROUP = "产品讨论组 Product"
 ANNOUNCEMENT = "本周五下午三点发布 v1.0，请大家提前测试。Release on Friday 15:00."
 
