@@ -170,6 +170,15 @@ STATE_DEPENDENT_400 = {
 }
 
 
+def _past_exact_json(value: Any) -> bool:
+    """A number in `value` beyond 2**53, where JSON writers lose exactness."""
+    if isinstance(value, dict):
+        return any(_past_exact_json(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_past_exact_json(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool) and abs(value) > 2**53
+
+
 @schema.parametrize()
 @settings(max_examples=100, derandomize=True, deadline=None,
           suppress_health_check=list(HealthCheck))  # fmt: skip
@@ -188,6 +197,10 @@ def test_every_operation_answers_as_documented(case: Any, seeded: Seeded) -> Non
     response = case.call(base_url=seeded.url, headers=headers, session=seeded.session)
     excluded = []
     if response.status_code == 400 and f"{case.method} {case.path}" in STATE_DEPENDENT_400:
+        excluded.append(positive_data_acceptance)
+    if response.status_code == 400 and _past_exact_json(case.body):
+        # The generator wrote an integer at the schema's bound (2**62) through a float, which
+        # lands above the bound: the server rightly refuses what was actually sent.
         excluded.append(positive_data_acceptance)
     if response.status_code == 413:
         # A rejection too: API.md answers a message text over 16 KiB with 413 too_large, which
